@@ -1,0 +1,1 @@
+"""Datamodules: toy2d (mixtures of Gaussians), shapes (procedural, the embedded default), image_folder."""

@@ -1,0 +1,455 @@
+"""GANModule: the LightningModule that trains a generator/discriminator pair, phase by phase.
+
+The networks, loss and regularizers are plain objects built from the registry; this module only
+orchestrates: manual optimization with one optimizer per network, the phase schedule of
+``phases.PhaseSchedule`` (Dmain, Dreg, Gmain, Greg with lazy intervals and the Adam correction),
+image/iteration counters of its own (never ``trainer.global_step``, which counts every optimizer
+step), a G-only EMA with a half-life in kimg, gradient synchronisation per phase under DDP, and
+checkpoints that hold everything needed to continue the run (counters and every RNG included).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from lightning_gan import registry
+from lightning_gan.ema import ema_beta, update_ema
+from lightning_gan.interfaces import (
+    AdversarialLoss,
+    ArchitectureSpec,
+    Discriminator,
+    Generator,
+    NetworkName,
+    PenaltyInputs,
+    Regularizer,
+)
+from lightning_gan.metrics.base import GeneratorMetric
+from lightning_gan.phases import Phase, PhaseSchedule
+
+__all__ = ["GANModule"]
+
+_CKPT_KEY = "lightning_gan"
+_CKPT_VERSION = 1
+
+
+def _default_optimizer(params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99), eps=1e-8)
+
+
+class GANModule(LightningModule):
+    """Trains a generator and a discriminator with manual optimization, phase by phase.
+
+    Args:
+        architecture: the generator/discriminator builder: an ``ArchitectureSpec``, a registered name
+            (``"mlp"``, ``"dcgan"``) or its config mapping ``{"class_path", "init_args"}``.
+        loss: the adversarial loss, an object or a registered name (``"hinge"``).
+        regularizers: penalties with their weight and interval (``R1(gamma=10, interval=16)``, ``"r1"``).
+        g_optimizer: builds the generator's optimizer from its parameters (default Adam, lr 0.002,
+            betas (0, 0.99)); corrected for lazy regularization.
+        d_optimizer: the same for the discriminator.
+        ema_kimg: half-life of the generator EMA in thousands of images; None or 0 turns the EMA off.
+        ema_rampup: caps the half-life at ``ema_rampup * images seen`` early on; None for no ramp-up.
+        total_kimg: stop training after this many thousand images (all processes together); None = never.
+        metrics: evaluated on the EMA generator at validation, test and the end of fit; None uses the
+            datamodule's defaults (e.g. mode coverage for toy2d), ``[]`` none.
+        log_every_n_iterations: average and log phase losses every this many iterations (no per-step host sync).
+        seed: seed of the training latents (offset by the process rank).
+    """
+
+    def __init__(
+        self,
+        *,
+        architecture: ArchitectureSpec | str,
+        loss: AdversarialLoss | str = "non_saturating",
+        regularizers: Sequence[Regularizer | str] | None = None,
+        g_optimizer: OptimizerCallable | None = None,
+        d_optimizer: OptimizerCallable | None = None,
+        ema_kimg: float | None = 10.0,
+        ema_rampup: float | None = 0.05,
+        total_kimg: float | None = None,
+        metrics: Sequence[GeneratorMetric] | None = None,
+        log_every_n_iterations: int = 50,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.spec: ArchitectureSpec = registry.resolve("architectures", architecture)
+        self.loss_fn: AdversarialLoss = registry.resolve("losses", loss)
+        pair = self.spec.build()
+        self.generator: Generator = pair.generator
+        self.discriminator: Discriminator = pair.discriminator
+        _check_networks(self.generator, self.discriminator, self.spec)
+        self.regularizers = torch.nn.ModuleList([registry.resolve("regularizers", r) for r in regularizers or ()])
+        self.schedule = PhaseSchedule(self.regularizers)
+
+        if ema_kimg is not None and ema_kimg < 0:
+            raise ValueError(f"ema_kimg must be >= 0 or None, got {ema_kimg}")
+        self.ema_kimg = ema_kimg or None
+        self.ema_rampup = ema_rampup
+        self.generator_ema: Generator | None = None
+        if self.ema_kimg:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+
+        self.g_optimizer = g_optimizer or _default_optimizer
+        self.d_optimizer = d_optimizer or _default_optimizer
+        self.total_kimg = total_kimg
+        self.metrics = list(metrics) if metrics is not None else None
+        if log_every_n_iterations < 1:
+            raise ValueError(f"log_every_n_iterations must be >= 1, got {log_every_n_iterations}")
+        self.log_every_n_iterations = int(log_every_n_iterations)
+        self.seed = int(seed)
+
+        # Counters of the run (saved in checkpoints); `global_step` counts optimizer steps instead.
+        self.iteration = 0
+        self.images_seen = 0
+        self.final_metrics: dict[str, float] = {}
+        self._latent_rng: torch.Generator | None = None
+        self._pending_rng_state: dict[str, Any] | None = None
+        self._loss_sums: dict[str, Tensor] = {}
+        self._loss_counts: dict[str, int] = {}
+        self._trainable: NetworkName | None = None
+        self._sync_gradients = False
+        self._save_plain_hparams(metrics)
+
+    # -- construction helpers ---------------------------------------------------------------
+    def _save_plain_hparams(self, metrics: Sequence[GeneratorMetric] | None) -> None:
+        """Hyperparameters as plain data (checkpoints load with ``weights_only=True``)."""
+        self.save_hyperparameters({
+            "architecture": self.spec.config(),
+            "loss": self.loss_fn.config(),
+            "regularizers": [r.config() for r in self.regularizers],
+            "ema_kimg": self.ema_kimg,
+            "ema_rampup": self.ema_rampup,
+            "total_kimg": self.total_kimg,
+            "metrics": None if metrics is None else [m.config() for m in metrics],
+            "log_every_n_iterations": self.log_every_n_iterations,
+            "seed": self.seed,
+        })
+
+    def add_regularizer(self, regularizer: Regularizer | str) -> Regularizer:
+        """Add a penalty to the phase schedule; only before the optimizers are built (e.g. in ``setup``)."""
+        if self._trainer is not None and self.trainer.optimizers:
+            raise RuntimeError("Regularizers must be added before training starts (the optimizers are corrected for them)")
+        reg = registry.resolve("regularizers", regularizer)
+        self.regularizers.append(reg)
+        self.schedule = PhaseSchedule(self.regularizers)
+        self.hparams["regularizers"] = [r.config() for r in self.regularizers]
+        return reg
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def kimg(self) -> float:
+        """Thousands of real images shown to the discriminator so far (all processes)."""
+        return self.images_seen / 1000.0
+
+    @property
+    def sampling_generator(self) -> Generator:
+        """The generator used for samples and metrics: the EMA one when enabled."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        return self.sampling_generator(z, c)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int = 0, labels: Tensor | None = None) -> Tensor:
+        """``n`` samples of the sampling generator from a fixed seed, without touching global RNG state."""
+        gen = self.sampling_generator
+        device = self.device
+        rng = torch.Generator(device=device).manual_seed(seed)
+        z = gen.sample_latents(n, generator=rng, device=device)
+        c = None
+        if gen.c_dim:
+            if labels is None:
+                labels = torch.arange(n, device=device) % gen.c_dim
+            c = torch.nn.functional.one_hot(labels.to(device).long(), gen.c_dim).float()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return gen(z, c)
+
+    def evaluate_metrics(self) -> dict[str, float]:
+        """Every configured metric on the sampling generator (global RNG state untouched)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        metrics = self.metrics
+        if metrics is None:
+            metrics = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
+        results: dict[str, float] = {}
+        gen = self.sampling_generator
+        was_training = gen.training
+        gen.eval()
+        device = self.device
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for metric in metrics:
+                results.update(metric.compute(gen, datamodule))
+        gen.train(was_training)
+        return results
+
+    # -- Lightning hooks: setup -----------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, (SingleDeviceStrategy, DDPStrategy)):
+            raise RuntimeError(
+                f"GANModule supports single-device and DDP strategies (ddp, ddp_spawn, ddp_notebook); got "
+                f"{type(strategy).__name__}. Sharded strategies (FSDP, DeepSpeed) are not supported yet."
+            )
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            _check_data(self.generator, self.discriminator, datamodule)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        d_opt = self.d_optimizer(self.discriminator.parameters())
+        g_opt = self.g_optimizer(self.generator.parameters())
+        self.schedule.correct_optimizer(d_opt, "discriminator")
+        self.schedule.correct_optimizer(g_opt, "generator")
+        return [d_opt, g_opt]
+
+    def on_train_start(self) -> None:
+        model = self.trainer.strategy.model
+        if isinstance(model, DistributedDataParallel):
+            # One backward per phase touches only one network, so DDP's reducer (which expects every
+            # parameter in every backward) is switched off; `_all_reduce_gradients` syncs per phase.
+            model.require_backward_grad_sync = False
+            self._sync_gradients = True
+        self._latent_rng = torch.Generator(device=self.device).manual_seed(self.seed * 7919 + self.global_rank)
+        if self._pending_rng_state is not None:
+            _set_rng_state(self._pending_rng_state, self._latent_rng)
+            self._pending_rng_state = None
+
+    # -- training -------------------------------------------------------------------------------
+    def _split_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
+        if isinstance(batch, (tuple, list)):
+            real, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        else:
+            real, labels = batch, None
+        real_c = None
+        if self.generator.c_dim:
+            if labels is None:
+                raise ValueError("The architecture is conditional (c_dim > 0) but the batches carry no labels")
+            real_c = labels.float() if labels.dim() == 2 else torch.nn.functional.one_hot(labels.long(), self.generator.c_dim).float()
+        return real, real_c
+
+    def _sample_latents(self, n: int, real_c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        z = self.generator.sample_latents(n, generator=self._latent_rng, device=self.device)
+        if real_c is None:
+            return z, None
+        perm = torch.randint(real_c.shape[0], (n,), generator=self._latent_rng, device=self.device)
+        return z, real_c[perm]  # conditions follow the data's label distribution
+
+    def _set_trainable(self, network: NetworkName) -> None:
+        if self._trainable != network:
+            self.discriminator.requires_grad_(network == "discriminator")
+            self.generator.requires_grad_(network == "generator")
+            self._trainable = network
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        real, real_c = self._split_batch(batch)
+        n = real.shape[0]
+        optimizers = self.optimizers()
+        opts = {"discriminator": optimizers[0], "generator": optimizers[1]}
+        inputs = PenaltyInputs(generator=self.generator, discriminator=self.discriminator, real=real,
+                               real_c=real_c, latent_sampler=lambda k: self._sample_latents(k, real_c))
+        for phase in self.schedule.phases(self.iteration):
+            self._run_phase(phase, opts[phase.network], inputs)
+
+        batch_images = n * self.trainer.world_size
+        if self.generator_ema is not None:
+            update_ema(self.generator_ema, self.generator,
+                       ema_beta(batch_images, self.images_seen, self.ema_kimg, self.ema_rampup))
+        self.iteration += 1
+        self.images_seen += batch_images
+        if self.iteration % self.log_every_n_iterations == 0:
+            self._log_losses()
+        if self.total_kimg is not None and self.images_seen >= self.total_kimg * 1000:
+            self.trainer.should_stop = True
+
+    def _run_phase(self, phase: Phase, optimizer: Any, inputs: PenaltyInputs) -> None:
+        self._set_trainable(phase.network)
+        net = self.discriminator if phase.network == "discriminator" else self.generator
+        loss = self._adversarial_loss(phase.network, inputs) if phase.adversarial else None
+        for reg in phase.regularizers:
+            penalty = reg(inputs)
+            self._accumulate(f"penalty/{type(reg).__name__}", penalty.detach())
+            penalty = penalty * phase.gain if phase.gain != 1 else penalty
+            loss = penalty if loss is None else loss + penalty
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self._sync_gradients:
+            self._all_reduce_gradients(net)
+        optimizer.step()
+        self._accumulate(f"loss/{phase.name}", loss.detach())
+
+    def _adversarial_loss(self, network: NetworkName, inputs: PenaltyInputs) -> Tensor:
+        z, c = inputs.latents()
+        if network == "discriminator":
+            with torch.no_grad():
+                fake = self.generator(z, c)
+            real_logits = self.discriminator(inputs.real, inputs.real_c)
+            fake_logits = self.discriminator(fake, c)
+            self._accumulate("logits/real", real_logits.detach().mean())
+            self._accumulate("logits/fake", fake_logits.detach().mean())
+            return self.loss_fn.discriminator_loss(real_logits, fake_logits)
+        return self.loss_fn.generator_loss(self.discriminator(self.generator(z, c), c))
+
+    def _all_reduce_gradients(self, net: torch.nn.Module) -> None:
+        """Average this phase's gradients over processes (DDP's own reducer is off, see on_train_start)."""
+        params = [p for p in net.parameters() if p.grad is not None]
+        if not params:
+            return
+        flat = torch.cat([p.grad.flatten() for p in params])
+        flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        offset = 0
+        for p in params:
+            numel = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + numel].view_as(p.grad))
+            offset += numel
+
+    def _accumulate(self, name: str, value: Tensor) -> None:
+        """Running sums on the device: no host sync until the next log (lazy phases count their own runs)."""
+        total = self._loss_sums.get(name)
+        self._loss_sums[name] = value.float() if total is None else total + value.float()
+        self._loss_counts[name] = self._loss_counts.get(name, 0) + 1
+
+    def _log_losses(self) -> None:
+        if not self._loss_sums:
+            return
+        means = {name: total / self._loss_counts[name] for name, total in self._loss_sums.items()}
+        stacked = torch.stack(list(means.values()))
+        if not bool(torch.isfinite(stacked).all()):
+            bad = [k for k, v in means.items() if not math.isfinite(float(v))]
+            raise FloatingPointError(
+                f"Non-finite {', '.join(bad)} at iteration {self.iteration} ({self.kimg:.1f} kimg). The game "
+                f"diverged: lower the learning rates, add a regularizer (r1) or check the data for NaNs."
+            )
+        means["progress/kimg"] = torch.tensor(self.kimg)
+        self.log_dict(means, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        self._loss_sums.clear()
+        self._loss_counts.clear()
+
+    # -- evaluation -------------------------------------------------------------------------
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Real batches are not needed: metrics draw samples on ``on_validation_epoch_end``."""
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        results = self.evaluate_metrics()
+        if results:
+            self.log_dict(results, prog_bar=False, sync_dist=False)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """See ``validation_step``."""
+
+    def on_test_epoch_end(self) -> None:
+        results = self.evaluate_metrics()
+        if results:
+            self.log_dict({f"test/{k}": v for k, v in results.items()})
+
+    def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """Samples for a batch of integer seeds (one latent per seed), from the sampling generator."""
+        gen = self.sampling_generator
+        z = torch.stack([
+            gen.sample_latents(1, generator=torch.Generator(device=self.device).manual_seed(int(s)), device=self.device)[0]
+            for s in batch
+        ])
+        c = None
+        if gen.c_dim:
+            c = torch.nn.functional.one_hot(batch.to(self.device).long() % gen.c_dim, gen.c_dim).float()
+        return gen(z, c)
+
+    def on_train_end(self) -> None:
+        self.final_metrics = self.evaluate_metrics()
+        if not self.final_metrics:
+            return
+        for logger in self.loggers:
+            logger.log_metrics({f"final/{k}": v for k, v in self.final_metrics.items()}, step=self.iteration)
+        log_dir = self.trainer.log_dir
+        if self.trainer.is_global_zero and log_dir:
+            path = Path(log_dir) / "metrics.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"iteration": self.iteration, "kimg": self.kimg, **self.final_metrics}, indent=2))
+            rank_zero_info(f"Final metrics written to {path}")
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[_CKPT_KEY] = {
+            "version": _CKPT_VERSION,
+            "iteration": self.iteration,
+            "images_seen": self.images_seen,
+            "rng": _get_rng_state(self._latent_rng),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(_CKPT_KEY)
+        if state is None:
+            raise KeyError(f"Checkpoint has no '{_CKPT_KEY}' entry: it was not written by GANModule")
+        self.iteration = int(state["iteration"])
+        self.images_seen = int(state["images_seen"])
+        # RNG streams are restored when training (re)starts, after Lightning's sanity check.
+        self._pending_rng_state = state["rng"]
+
+
+def _get_rng_state(latent_rng: torch.Generator | None) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": random.getstate(),
+        "latent": latent_rng.get_state() if latent_rng is not None else None,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], latent_rng: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if latent_rng is not None and state.get("latent") is not None:
+        latent_rng.set_state(state["latent"])
+
+
+def _check_networks(generator: Any, discriminator: Any, spec: Any) -> None:
+    name = type(spec).__name__
+    for attr in ("z_dim", "c_dim", "output_shape", "sample_latents"):
+        if not hasattr(generator, attr):
+            raise TypeError(f"{name}.build() returned a generator without `{attr}`; subclass lightning_gan.Generator")
+    if not hasattr(discriminator, "c_dim"):
+        raise TypeError(f"{name}.build() returned a discriminator without `c_dim`; subclass lightning_gan.Discriminator")
+    if generator.c_dim != discriminator.c_dim:
+        raise ValueError(f"{name}: generator c_dim {generator.c_dim} != discriminator c_dim {discriminator.c_dim}")
+
+
+def _check_data(generator: Generator, discriminator: Discriminator, datamodule: Any) -> None:
+    shape = getattr(datamodule, "data_shape", None)
+    if shape is not None and tuple(shape) != tuple(generator.output_shape):
+        raise ValueError(
+            f"The generator makes samples of shape {tuple(generator.output_shape)} but "
+            f"{type(datamodule).__name__} yields {tuple(shape)}; make the architecture's resolution/channels "
+            f"match the data (e.g. --model.architecture.resolution / --data.resolution)."
+        )
+    classes = getattr(datamodule, "num_classes", 0)
+    if generator.c_dim and generator.c_dim != classes:
+        raise ValueError(
+            f"The architecture is conditional on {generator.c_dim} classes but {type(datamodule).__name__} "
+            f"has {classes}; set the architecture's c_dim to {classes} (or 0 for an unconditional model)."
+        )
+

@@ -1,0 +1,5 @@
+"""Built-in regularizers (registered in ``lightning_gan.regularizers`` through the core's entry points)."""
+
+from lightning_gan.regularizers.gradient import R1, R2, GradientPenalty, input_gradient_sq_norm
+
+__all__ = ["R1", "R2", "GradientPenalty", "input_gradient_sq_norm"]

@@ -1,0 +1,1 @@
+"""DCGAN and MLP architectures for lightning-gan, registered through entry points."""
