@@ -23,12 +23,12 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gan import registry
 from lightning_gan.ema import ema_beta, update_ema
+from lightning_gan.errors import ConfigError
 from lightning_gan.interfaces import (
     AdversarialLoss,
     ArchitectureSpec,
@@ -118,12 +118,13 @@ class GANModule(LightningModule):
         self.iteration = 0
         self.images_seen = 0
         self.final_metrics: dict[str, float] = {}
+        self.metrics_path: Path | None = None  # where on_train_end wrote them (global rank 0)
         self._latent_rng: torch.Generator | None = None
         self._pending_rng_state: dict[str, Any] | None = None
         self._loss_sums: dict[str, Tensor] = {}
         self._loss_counts: dict[str, int] = {}
         self._trainable: NetworkName | None = None
-        self._sync_gradients = False
+        self._ddp = False
         self._save_plain_hparams(metrics)
 
     # -- construction helpers ---------------------------------------------------------------
@@ -177,9 +178,14 @@ class GANModule(LightningModule):
             if labels is None:
                 labels = torch.arange(n, device=device) % gen.c_dim
             c = torch.nn.functional.one_hot(labels.to(device).long(), gen.c_dim).float()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            return gen(z, c)
+        was_training = gen.training
+        gen.eval()
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                return gen(z, c)
+        finally:
+            gen.train(was_training)
 
     def evaluate_metrics(self) -> dict[str, float]:
         """Every configured metric on the sampling generator (global RNG state untouched)."""
@@ -202,7 +208,7 @@ class GANModule(LightningModule):
     def setup(self, stage: str) -> None:
         strategy = self.trainer.strategy
         if not isinstance(strategy, (SingleDeviceStrategy, DDPStrategy)):
-            raise RuntimeError(
+            raise ConfigError(
                 f"GANModule supports single-device and DDP strategies (ddp, ddp_spawn, ddp_notebook); got "
                 f"{type(strategy).__name__}. Sharded strategies (FSDP, DeepSpeed) are not supported yet."
             )
@@ -219,11 +225,9 @@ class GANModule(LightningModule):
 
     def on_train_start(self) -> None:
         model = self.trainer.strategy.model
-        if isinstance(model, DistributedDataParallel):
-            # One backward per phase touches only one network, so DDP's reducer (which expects every
-            # parameter in every backward) is switched off; `_all_reduce_gradients` syncs per phase.
-            model.require_backward_grad_sync = False
-            self._sync_gradients = True
+        # One backward per phase touches only one network, so DDP's reducer (which expects every
+        # parameter in every backward) stays off; `_all_reduce_gradients` averages each phase's network.
+        self._ddp = isinstance(model, DistributedDataParallel)
         self._latent_rng = torch.Generator(device=self.device).manual_seed(self.seed * 7919 + self.global_rank)
         if self._pending_rng_state is not None:
             _set_rng_state(self._pending_rng_state, self._latent_rng)
@@ -256,6 +260,9 @@ class GANModule(LightningModule):
             self._trainable = network
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        if self._ddp:
+            # Lightning re-arms the reducer after every step for manual optimization; disarm it again.
+            self.trainer.strategy.model.require_backward_grad_sync = False
         real, real_c = self._split_batch(batch)
         n = real.shape[0]
         optimizers = self.optimizers()
@@ -287,7 +294,7 @@ class GANModule(LightningModule):
             loss = penalty if loss is None else loss + penalty
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self._sync_gradients:
+        if self._ddp:
             self._all_reduce_gradients(net)
         optimizer.step()
         self._accumulate(f"loss/{phase.name}", loss.detach())
@@ -375,13 +382,13 @@ class GANModule(LightningModule):
         if not self.final_metrics:
             return
         for logger in self.loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in self.final_metrics.items()}, step=self.iteration)
+            logger.log_metrics({f"final/{k}": v for k, v in self.final_metrics.items()}, step=self.trainer.global_step)
         log_dir = self.trainer.log_dir
         if self.trainer.is_global_zero and log_dir:
             path = Path(log_dir) / "metrics.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"iteration": self.iteration, "kimg": self.kimg, **self.final_metrics}, indent=2))
-            rank_zero_info(f"Final metrics written to {path}")
+            self.metrics_path = path
 
     # -- checkpoints --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -441,14 +448,14 @@ def _check_networks(generator: Any, discriminator: Any, spec: Any) -> None:
 def _check_data(generator: Generator, discriminator: Discriminator, datamodule: Any) -> None:
     shape = getattr(datamodule, "data_shape", None)
     if shape is not None and tuple(shape) != tuple(generator.output_shape):
-        raise ValueError(
+        raise ConfigError(
             f"The generator makes samples of shape {tuple(generator.output_shape)} but "
             f"{type(datamodule).__name__} yields {tuple(shape)}; make the architecture's resolution/channels "
             f"match the data (e.g. --model.architecture.resolution / --data.resolution)."
         )
     classes = getattr(datamodule, "num_classes", 0)
     if generator.c_dim and generator.c_dim != classes:
-        raise ValueError(
+        raise ConfigError(
             f"The architecture is conditional on {generator.c_dim} classes but {type(datamodule).__name__} "
             f"has {classes}; set the architecture's c_dim to {classes} (or 0 for an unconditional model)."
         )

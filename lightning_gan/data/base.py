@@ -15,14 +15,17 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from lightning_gan.errors import ConfigError
+
 __all__ = ["EpochShuffleSampler", "GANDataModule", "SeedDataset", "TensorPairDataset", "collate_batched"]
 
 
 class EpochShuffleSampler(RandomSampler):
     """A permutation per epoch that depends only on ``(seed, epoch)``, so a resumed run sees the same order.
 
-    Lightning calls ``set_epoch`` at the start of every epoch (and swaps this for a seeded
-    ``DistributedSampler`` under DDP, which is deterministic the same way).
+    Lightning calls ``set_epoch`` at the start of every epoch. Under DDP Lightning swaps this sampler
+    for its ``DistributedSampler``, which is deterministic the same way but seeded by
+    ``seed_everything`` (``PL_GLOBAL_SEED``) rather than by the datamodule's ``seed``.
     """
 
     def __init__(self, data_source: Sequence[Any], *, seed: int = 0) -> None:
@@ -114,11 +117,19 @@ class GANDataModule(LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_batched,
             drop_last=drop_last,
+            # Its own generator: creating an iterator would otherwise draw from the global RNG, and a
+            # resumed run (which skips the validation loaders an uninterrupted one created) would diverge.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
+        if len(self.train_dataset) < self.batch_size:
+            raise ConfigError(
+                f"{type(self).__name__} has {len(self.train_dataset)} training samples, fewer than one batch of "
+                f"{self.batch_size}: lower batch_size (incomplete batches are dropped)."
+            )
         return self._loader(self.train_dataset, shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -126,10 +137,12 @@ class GANDataModule(LightningDataModule):
         if self.train_dataset is None:
             self.setup("validate")
         subset = torch.utils.data.Subset(self.train_dataset, range(min(self.batch_size, len(self.train_dataset))))
-        return DataLoader(subset, batch_size=self.batch_size, collate_fn=collate_batched)
+        return DataLoader(subset, batch_size=self.batch_size, collate_fn=collate_batched,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(SeedDataset(self.num_predict), batch_size=self.batch_size)
+        return DataLoader(SeedDataset(self.num_predict), batch_size=self.batch_size,
+                          generator=torch.Generator().manual_seed(self.seed))

@@ -79,5 +79,9 @@ class ModeCoverage(GeneratorMetric):
         device = next(generator.parameters()).device
         rng = torch.Generator(device=device).manual_seed(self.seed)
         z = generator.sample_latents(self.num_samples, generator=rng, device=device)
-        samples = generator(z, None)
+        c = None
+        if generator.c_dim:  # a conditional generator: classes in equal shares
+            labels = torch.arange(self.num_samples, device=device) % generator.c_dim
+            c = torch.nn.functional.one_hot(labels, generator.c_dim).float()
+        samples = generator(z, c)
         return mode_coverage(samples, modes, sigma, self.threshold).as_dict()

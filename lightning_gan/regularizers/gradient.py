@@ -14,7 +14,10 @@ from lightning_gan.interfaces import Discriminator, PenaltyInputs, Regularizer
 
 def input_gradient_sq_norm(discriminator: Discriminator, x: Tensor, c: Tensor | None) -> Tensor:
     """Per-sample ``||d D(x_n) / d x_n||^2``, [N], differentiable w.r.t. the discriminator's parameters."""
-    x = x.detach().float().requires_grad_(True)
+    x = x.detach()
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    x.requires_grad_(True)
     with torch.autocast(device_type=x.device.type, enabled=False):
         logits = discriminator(x, c)
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)

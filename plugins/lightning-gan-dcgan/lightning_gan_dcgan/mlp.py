@@ -20,7 +20,7 @@ def _mlp(in_dim: int, hidden: int, depth: int, out_dim: int, activation: str, ba
     layers: list[nn.Module] = []
     dim = in_dim
     for _ in range(depth):
-        layers.append(nn.Linear(dim, hidden))
+        layers.append(nn.Linear(dim, hidden, bias=not batch_norm))  # BatchNorm would cancel a bias
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden))
         layers.append(_ACTIVATIONS[activation]())

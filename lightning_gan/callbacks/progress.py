@@ -1,0 +1,122 @@
+"""GANProgressBar: Lightning's rich progress bar showing kimg and GANModule's phase losses compactly.
+
+GANModule logs ``loss/Dmain``, ``loss/Dreg``, ``loss/Gmain``, ``loss/Greg``, ``penalty/<Regularizer>``,
+``logits/real``, ``logits/fake`` and ``progress/kimg`` to the progress bar every
+``log_every_n_iterations`` iterations; this bar shows them as
+``kimg: 12.3/50 · D: 1.23 · G: 0.713 · R1: 0.0512 · D(x): 1.9 · D(G(z)): -2.1`` and reads kimg from the
+module itself, so it is current on every redraw. Redraws and metric updates happen at most
+``refresh_rate`` times per second: a fast toy run pays one clock read per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
+from typing_extensions import override
+
+__all__ = ["GANProgressBar", "format_gan_metrics", "format_metrics_line"]
+
+# Logged name -> short name, in display order.
+_SHORT_NAMES = {
+    "loss/Dmain": "D",
+    "loss/Dreg": "Dreg",
+    "loss/Gmain": "G",
+    "loss/Greg": "Greg",
+}
+_LOGIT_NAMES = {"logits/real": "D(x)", "logits/fake": "D(G(z))"}
+_HIDDEN = {"progress/kimg", "v_num"}
+DELIMITER = " · "
+
+
+def _number(value: Any) -> str:
+    """Three significant digits (``1.23``, ``0.0512``, ``1.23e+03``); strings pass through."""
+    if isinstance(value, str):
+        return value
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(v):
+        return "nan"
+    return f"{v:.3g}"
+
+
+def format_gan_metrics(metrics: Mapping[str, Any], *, kimg: float | None = None,
+                       total_kimg: float | None = None) -> dict[str, str]:
+    """Progress-bar items from logged metrics: short names, three significant digits, kimg first.
+
+    ``kimg`` defaults to ``metrics["progress/kimg"]``; with ``total_kimg`` it reads ``"12.3/50"``.
+    Losses become ``D``, ``Dreg``, ``G``, ``Greg``; ``penalty/R1`` becomes ``R1``; mean logits
+    ``D(x)`` and ``D(G(z))``; other metrics keep their names; ``v_num`` is dropped.
+    """
+    if kimg is None and "progress/kimg" in metrics:
+        kimg = float(metrics["progress/kimg"])
+    items: dict[str, str] = {}
+    if kimg is not None:
+        items["kimg"] = f"{kimg:.1f}" + (f"/{total_kimg:g}" if total_kimg else "")
+    for name, short in _SHORT_NAMES.items():
+        if name in metrics:
+            items[short] = _number(metrics[name])
+    for name, value in metrics.items():
+        if name.startswith("penalty/"):
+            items[name[len("penalty/"):]] = _number(value)
+    for name, short in _LOGIT_NAMES.items():
+        if name in metrics:
+            items[short] = _number(metrics[name])
+    for name, value in metrics.items():
+        if name not in _SHORT_NAMES and name not in _LOGIT_NAMES and name not in _HIDDEN \
+                and not name.startswith("penalty/"):
+            items[name] = _number(value)
+    return items
+
+
+def format_metrics_line(items: Mapping[str, str], delimiter: str = DELIMITER) -> str:
+    """The text the bar shows for ``items`` (rich's metrics column renders ``name: value`` pairs)."""
+    return delimiter.join(f"{name}: {value}" for name, value in items.items())
+
+
+class GANProgressBar(RichProgressBar):
+    """A rich progress bar for GANModule: kimg (of ``total_kimg``) and the phase losses, compactly."""
+
+    def __init__(
+        self,
+        *,
+        refresh_rate: int = 10,
+        leave: bool = False,
+        theme: RichProgressBarTheme | None = None,
+        console_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """
+        Args:
+            refresh_rate: redraws per second, and the most updates per second of the bar and its metrics (0 hides it).
+            leave: keep each epoch's finished bar on screen.
+            theme: rich styles (default: Lightning's, with `` · `` between metrics).
+            console_kwargs: arguments of the rich ``Console``.
+        """
+        super().__init__(refresh_rate=refresh_rate, leave=leave,
+                         theme=theme if theme is not None else RichProgressBarTheme(metrics_text_delimiter=DELIMITER),
+                         console_kwargs=console_kwargs)
+        self._min_interval = 1.0 / refresh_rate if refresh_rate > 0 else math.inf
+        self._next_update = 0.0
+
+    @override
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        kimg = getattr(pl_module, "kimg", None)
+        return format_gan_metrics(metrics, kimg=None if kimg is None else float(kimg),
+                                  total_kimg=getattr(pl_module, "total_kimg", None))
+
+    @override
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        now = time.monotonic()
+        if now < self._next_update and batch_idx + 1 != self.total_train_batches:
+            return  # the last batch of an epoch always lands, so the bar ends complete
+        self._next_update = now + self._min_interval
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

@@ -1,0 +1,32 @@
+"""Test helper loaded by the CLI in a subprocess: each rank writes what it trained and saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback
+
+
+class DumpRankState(Callback):
+    """Writes ``rank<k>.pt`` with the generator (and EMA) weights, counters and a digest of the first batch."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = dirpath
+        self.first_batch: torch.Tensor | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_batch is None:
+            self.first_batch = batch[0].detach().clone()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+        torch.save({
+            "generator": {k: v.detach().cpu() for k, v in pl_module.generator.state_dict().items()},
+            "generator_ema": {k: v.detach().cpu() for k, v in pl_module.generator_ema.state_dict().items()},
+            "discriminator": {k: v.detach().cpu() for k, v in pl_module.discriminator.state_dict().items()},
+            "iteration": pl_module.iteration,
+            "images_seen": pl_module.images_seen,
+            "world_size": trainer.world_size,
+            "first_batch": self.first_batch,
+        }, Path(self.dirpath) / f"rank{trainer.global_rank}.pt")

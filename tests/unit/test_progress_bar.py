@@ -1,0 +1,70 @@
+"""GANProgressBar: the compact metrics text, its throttling, and a run in a real tiny fit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import RichProgressBar
+
+from lightning_gan import GANModule
+from lightning_gan.callbacks import GANProgressBar
+from lightning_gan.callbacks.progress import format_gan_metrics, format_metrics_line
+from lightning_gan.data.toy2d import Toy2DDataModule
+
+LOGGED = {
+    "loss/Gmain": 0.71234,
+    "loss/Dmain": 1.23456,
+    "loss/Dreg": 0.0512,
+    "penalty/R1": 0.0032,
+    "logits/real": 1.9,
+    "logits/fake": -2.05,
+    "progress/kimg": 12.0,
+    "coverage/modes": 24.0,
+    "v_num": 3,
+}
+
+
+def test_format_orders_and_shortens_the_phase_metrics():
+    items = format_gan_metrics(LOGGED, kimg=12.34, total_kimg=50)
+    assert items == {"kimg": "12.3/50", "D": "1.23", "Dreg": "0.0512", "G": "0.712", "R1": "0.0032",
+                     "D(x)": "1.9", "D(G(z))": "-2.05", "coverage/modes": "24"}
+    assert format_metrics_line(items) == (
+        "kimg: 12.3/50 · D: 1.23 · Dreg: 0.0512 · G: 0.712 · R1: 0.0032 · D(x): 1.9 · D(G(z)): -2.05 · coverage/modes: 24"
+    )
+
+
+def test_format_falls_back_to_the_logged_kimg_and_handles_odd_values():
+    assert format_gan_metrics({"progress/kimg": 2.0, "loss/Gmain": float("nan"), "loss/Dmain": 1234.5}) == {
+        "kimg": "2.0", "D": "1.23e+03", "G": "nan"}
+    assert format_gan_metrics({}) == {}
+
+
+def test_get_metrics_reads_kimg_and_total_from_the_module():
+    bar = GANProgressBar()
+    trainer = SimpleNamespace(loggers=[], progress_bar_metrics={"loss/Dmain": 0.5, "progress/kimg": 1.0})
+    module = SimpleNamespace(kimg=1.25, total_kimg=None)
+    assert bar.get_metrics(trainer, module) == {"kimg": "1.2", "D": "0.5"}  # the module's kimg is fresher
+
+
+def test_updates_are_throttled_but_the_last_batch_always_lands(monkeypatch):
+    seen = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: seen.append(i))
+    monkeypatch.setattr(GANProgressBar, "total_train_batches", property(lambda self: 5))
+    bar = GANProgressBar(refresh_rate=1)  # at most one update per second
+    for i in range(5):
+        bar.on_train_batch_end(None, None, None, None, i)  # type: ignore[arg-type]
+    assert seen == [0, 4]
+
+
+def test_runs_in_a_tiny_fit():
+    torch.manual_seed(0)
+    module = GANModule(architecture={"class_path": "mlp", "init_args": {"g_hidden": 8, "d_hidden": 8}},
+                       metrics=[], total_kimg=0.6, log_every_n_iterations=1)
+    bar = GANProgressBar()
+    trainer = Trainer(max_epochs=1, logger=False, accelerator="cpu", enable_model_summary=False,
+                      enable_checkpointing=False, callbacks=[bar], num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, Toy2DDataModule(num_samples=1000, batch_size=200))
+    items = bar.get_metrics(trainer, module)
+    assert items["kimg"] == "0.6/0.6" and {"D", "G", "D(x)", "D(G(z))"} <= set(items)
