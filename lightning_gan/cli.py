@@ -82,8 +82,8 @@ def registry_names_in_jsonargparse() -> Iterator[None]:
             return resolved
         return original(cls, name)
 
-    patched = [m for m in list(sys.modules.values())
-               if getattr(m, "__name__", "").startswith("jsonargparse")
+    patched = [m for name, m in list(sys.modules.items())
+               if name.startswith("jsonargparse._")  # the implementation modules, not deprecated aliases
                and getattr(m, "resolve_class_path_by_name", None) is original]
     for module in patched:
         module.resolve_class_path_by_name = resolve
@@ -164,6 +164,7 @@ def _make_parser_class() -> type:
 def _cli_class() -> type:
     from lightning.pytorch import LightningDataModule
     from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     from lightning_gan.module import GANModule
 
@@ -194,8 +195,8 @@ def _cli_class() -> type:
         def instantiate_classes(self) -> None:
             try:
                 super().instantiate_classes()
-            except (registry.PluginError, ConfigError) as exc:
-                _fail(str(exc))
+            except (registry.PluginError, ConfigError, MisconfigurationException) as exc:
+                _fail(str(exc))  # a configuration that parses but cannot be built: one line
 
         def after_fit(self) -> None:
             _print_run_summary(self.trainer, self.model)
@@ -209,6 +210,7 @@ def _fail(message: str) -> None:
 
 
 def _print_run_summary(trainer: Any, model: Any) -> None:
+    """A table of the run's numbers, then one plain line per file (easy to copy, never truncated)."""
     if not trainer.is_global_zero:
         return
     from rich.console import Console
@@ -219,17 +221,14 @@ def _print_run_summary(trainer: Any, model: Any) -> None:
     table.add_row("kimg", f"{getattr(model, 'kimg', 0.0):.1f}")
     for name, value in sorted(getattr(model, "final_metrics", {}).items()):
         table.add_row(name, f"{value:.4g}")
-    metrics_path = getattr(model, "metrics_path", None)
-    if metrics_path:
-        table.add_row("metrics", str(metrics_path))
-    for cb in trainer.callbacks:
-        last = getattr(cb, "last_path", None)
-        if last:
-            table.add_row("samples", str(last))
-        best = getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None)
-        if best:
-            table.add_row("checkpoint", str(best))
     Console().print(table)
+    files = [("metrics", getattr(model, "metrics_path", None))]
+    for cb in trainer.callbacks:
+        files.append(("samples", getattr(cb, "last_path", None)))
+        files.append(("checkpoint", getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None)))
+    for label, path in files:
+        if path:
+            print(f"{label + ':':<12}{path}")
 
 
 def plugins_command(argv: list[str]) -> int:

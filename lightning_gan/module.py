@@ -355,7 +355,7 @@ class GANModule(LightningModule):
             return
         results = self.evaluate_metrics()
         if results:
-            self.log_dict(results, prog_bar=False, sync_dist=False)
+            self.log_dict(results, prog_bar=False, sync_dist=True)  # identical on every rank
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """See ``validation_step``."""

@@ -112,6 +112,14 @@ class GANProgressBar(RichProgressBar):
         return format_gan_metrics(metrics, kimg=None if kimg is None else float(kimg),
                                   total_kimg=getattr(pl_module, "total_kimg", None))
 
+    def _get_train_description(self, current_epoch: int) -> str:
+        # Lightning's bar prints "Epoch 3/-2" for an open-ended run (max_epochs=-1, stopped by total_kimg).
+        description = super()._get_train_description(current_epoch)
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is not None and max_epochs < 0:
+            description = description.replace(f"/{max_epochs - 1}", "")
+        return description
+
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -111,13 +111,17 @@ class SampleGrid(Callback):
                     f"SampleGrid needs a GANModule-like module with `kimg` and `sample(n, seed=...)`; "
                     f"{type(pl_module).__name__} has no `{attr}`"
                 )
+        log_dir = trainer.log_dir  # a collective call: every rank must make it
+        self._out_dir = self.dirpath if self.dirpath is not None else Path(log_dir or ".") / "samples"
+
+    @override
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After every setup hook, so that GANModule's own check of the data against the model speaks first.
         shape = tuple(_generator(pl_module).output_shape)
         if shape != (2,) and not (len(shape) == 3 and shape[0] in (1, 3)):
             raise ConfigError(
                 f"SampleGrid draws images [C, H, W] with C = 1 or 3, or 2-D points; the generator makes {shape}"
             )
-        log_dir = trainer.log_dir  # a collective call: every rank must make it
-        self._out_dir = self.dirpath if self.dirpath is not None else Path(log_dir or ".") / "samples"
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -175,7 +175,7 @@ def test_conditional_grid_has_one_row_per_class_with_shared_latents():
 def test_unsupported_output_shape_fails_fast():
     module = GANModule(architecture={"class_path": "mlp", "init_args": {"data_dim": 5, "g_hidden": 8, "d_hidden": 8}})
     with pytest.raises(ValueError, match="images \\[C, H, W\\] with C = 1 or 3, or 2-D points"):
-        SampleGrid().setup(SimpleNamespace(), module, "fit")  # type: ignore[arg-type]
+        SampleGrid().on_fit_start(SimpleNamespace(), module)  # type: ignore[arg-type]
 
 
 def test_tensorboard_logger_gets_an_hwc_image():
