@@ -8,6 +8,7 @@ regularizer given to GANModule directly goes through.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -33,7 +34,7 @@ class LazyR1(Callback):
         self.gamma = float(gamma)
         self.interval = int(interval)
 
-    @property
+    @cached_property  # Lightning reads it on every hook call; the configuration never changes
     def state_key(self) -> str:
         return self._generate_state_key(gamma=self.gamma, interval=self.interval)
 

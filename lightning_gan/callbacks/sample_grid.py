@@ -10,6 +10,7 @@ the mode coverage in the title when the datamodule has ``modes`` and ``sigma`` (
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,7 @@ class SampleGrid(Callback):
         self._real_points: Tensor | None = None
         self._bounds: tuple[float, float, float, float] | None = None
 
-    @property
-    @override
+    @cached_property  # Lightning reads it on every hook call; the configuration never changes
     def state_key(self) -> str:
         return self._generate_state_key(every_n_kimg=self.every_n_kimg, seed=self.seed,
                                         dirpath=None if self.dirpath is None else str(self.dirpath))
