@@ -121,8 +121,11 @@ def _one_line(message: str, ex: BaseException | None) -> str:
             if bad:
                 detail += f" by {cls.group(1)}" + _close_parameters(cls.group(1), bad.group(1))
             return f"{where}: {detail}"
-    expected = [m.group(1) for ln in lines for m in [re.match(r"- Expected a <class '([^']+)'>", ln)] if m]
     given = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Given value:")), None)
+    if any(ln.startswith("- Expected a dot import path string") for ln in lines):
+        return (f"{where}: {given!r} is neither a registered name nor an imported class; "
+                f"give its full class path (package.module.Class)")
+    expected = [m.group(1) for ln in lines for m in [re.match(r"- Expected a <class '([^']+)'>", ln)] if m]
     if expected:
         names = " or ".join("None" if e == "NoneType" else e for e in expected)
         return f"{where}: expected {names}" + (f", got {given!r}" if given is not None else "")
@@ -200,6 +203,20 @@ def _cli_class() -> type:
 
         def after_fit(self) -> None:
             _print_run_summary(self.trainer, self.model)
+
+        def predict(self, **kwargs: Any) -> None:
+            """Samples for the datamodule's seeds, saved as one tensor [N, ...] in the run folder."""
+            import torch
+
+            batches = self.trainer.predict(**kwargs)
+            if not self.trainer.is_global_zero or not batches:
+                return
+            from pathlib import Path
+
+            out = Path(self.trainer.default_root_dir if self.trainer.logger is None else self.trainer.logger.log_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save(torch.cat([b.cpu() for b in batches]), out / "predictions.pt")
+            print(f"{'samples:':<12}{out / 'predictions.pt'}  (seed i -> row i; torch.load(..., weights_only=True))")
 
     return GANCLI
 

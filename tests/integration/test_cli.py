@@ -118,6 +118,20 @@ def test_fit_quickstart_with_registry_names_and_overrides(tmp_path) -> None:
     assert list((run_dir / "samples").glob("*.png"))
     assert "metrics.json" in result.stdout  # the summary says where things are
 
+    # predict from the checkpoint: one sample per seed, from the EMA generator
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    predicted = run(["predict", "--recipe", "quickstart", f"--ckpt_path={ckpt}", "--data.num_predict=7",
+                     f"--trainer.logger.init_args.save_dir={tmp_path / 'predict'}"], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    import torch
+
+    from lightning_gan.module import GANModule
+
+    samples = torch.load(tmp_path / "predict" / "quickstart" / "version_0" / "predictions.pt", weights_only=True)
+    module = GANModule.load_from_checkpoint(ckpt)
+    expected = module.predict_step(torch.arange(7), 0)
+    torch.testing.assert_close(samples, expected)
+
 
 def test_print_config_resolves_names(tmp_path) -> None:
     result = run(["fit", "--recipe", "quickstart", "--model.architecture=mlp", "--model.architecture.g_hidden=32",
@@ -138,6 +152,7 @@ def test_print_config_resolves_names(tmp_path) -> None:
     (["--model.architecture.g_hiden=3"], "Option 'g_hiden' is not accepted by lightning_gan_dcgan.mlp.MLPArchitecture; did you mean 'g_hidden'"),
     (["--model.architecture.data_dim=3"], "The generator makes samples of shape (3,) but Toy2DDataModule yields (2,)"),
     (["--trainer.enable_progress_bar=false"], "`enable_progress_bar=False` but found `GANProgressBar`"),
+    (["--trainer.callbacks+=EarlyStoping"], "'EarlyStoping' is neither a registered name nor an imported class"),
 ])
 def test_bad_options_are_one_clear_line(tmp_path, args, expected) -> None:
     result = run(["fit", "--recipe", "quickstart", *args, *TINY_FIT,
