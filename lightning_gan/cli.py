@@ -19,20 +19,13 @@ import inspect
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from lightning_gan import registry
 from lightning_gan.errors import ConfigError
 
 __all__ = ["GANCLI", "main", "registry_names_in_jsonargparse"]
-
-_GROUP_BASES = {
-    "architectures": "lightning_gan.interfaces:ArchitectureSpec",
-    "losses": "lightning_gan.interfaces:AdversarialLoss",
-    "regularizers": "lightning_gan.interfaces:Regularizer",
-    "datasets": "lightning.pytorch:LightningDataModule",
-    "precision": "lightning.pytorch.plugins.precision:Precision",
-}
 
 _COMMANDS_HELP = """\
 other commands:
@@ -45,9 +38,11 @@ def _groups_for(typehint: Any) -> list[str]:
     """Registry groups whose base type a jsonargparse type hint accepts."""
     hints = typehint if isinstance(typehint, tuple) else (typehint,)
     groups = []
-    for group, base_path in _GROUP_BASES.items():
+    for group, (base_path, _) in registry.GROUPS.items():
+        if base_path is None:  # recipes are files, not classes
+            continue
         try:
-            base = registry._import_target(base_path)
+            base = registry.import_target(base_path)
         except ImportError:
             continue
         if any(isinstance(h, type) and issubclass(base, h) for h in hints):
@@ -135,7 +130,7 @@ def _one_line(message: str, ex: BaseException | None) -> str:
 
 def _close_parameters(class_path: str, name: str) -> str:
     try:
-        params = list(inspect.signature(registry._import_target(class_path)).parameters)
+        params = list(inspect.signature(registry.import_target(class_path)).parameters)
     except (ImportError, AttributeError, TypeError, ValueError):
         return ""
     close = difflib.get_close_matches(name, params, n=3, cutoff=0.5)
@@ -195,6 +190,27 @@ def _cli_class() -> type:
             )
             return parser
 
+        def parse_arguments(self, parser: Any, args: Any) -> None:
+            super().parse_arguments(parser, args)
+            # With --ckpt_path, LightningCLI then replaces the model's options by the checkpoint's
+            # hyperparameters; remember what the command line set so that it wins (e.g. a longer
+            # --model.total_kimg to continue a finished run).
+            self._parsed = self.config.clone()
+            argv = sys.argv[1:] if args is None else (args if isinstance(args, list) else [])
+            self._explicit_model_keys = sorted({
+                a[len("--model."):].split("=")[0].split(".")[0].rstrip("+")
+                for a in argv if isinstance(a, str) and a.startswith("--model.")
+            })
+
+        def before_instantiate_classes(self) -> None:
+            ckpt = self.config.get(f"{self.subcommand}.ckpt_path") if self.subcommand else None
+            if ckpt and ckpt not in ("last", "best", "hpc", "registry") and "://" not in str(ckpt) \
+                    and not Path(ckpt).is_file():
+                _fail(f"--ckpt_path: no checkpoint file at {ckpt}")
+            prefix = f"{self.subcommand}.model" if self.subcommand else "model"
+            for key in self._explicit_model_keys:
+                self.config[f"{prefix}.{key}"] = self._parsed[f"{prefix}.{key}"]
+
         def instantiate_classes(self) -> None:
             try:
                 super().instantiate_classes()
@@ -211,8 +227,6 @@ def _cli_class() -> type:
             batches = self.trainer.predict(**kwargs)
             if not self.trainer.is_global_zero or not batches:
                 return
-            from pathlib import Path
-
             out = Path(self.trainer.default_root_dir if self.trainer.logger is None else self.trainer.logger.log_dir)
             out.mkdir(parents=True, exist_ok=True)
             torch.save(torch.cat([b.cpu() for b in batches]), out / "predictions.pt")

@@ -10,11 +10,12 @@ checkpoints that hold everything needed to continue the run (counters and every 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,26 +167,32 @@ class GANModule(LightningModule):
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         return self.sampling_generator(z, c)
 
-    @torch.no_grad()
-    def sample(self, n: int, *, seed: int = 0, labels: Tensor | None = None) -> Tensor:
-        """``n`` samples of the sampling generator from a fixed seed, without touching global RNG state."""
+    @contextlib.contextmanager
+    def _evaluating(self, seed: int | None = None) -> Iterator[Generator]:
+        """The sampling generator in eval mode, under no_grad, with the global RNG state restored after."""
         gen = self.sampling_generator
-        device = self.device
-        rng = torch.Generator(device=device).manual_seed(seed)
-        z = gen.sample_latents(n, generator=rng, device=device)
-        c = None
-        if gen.c_dim:
-            if labels is None:
-                labels = torch.arange(n, device=device) % gen.c_dim
-            c = torch.nn.functional.one_hot(labels.to(device).long(), gen.c_dim).float()
         was_training = gen.training
+        device = self.device
         gen.eval()
         try:
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                return gen(z, c)
+            with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                if seed is not None:
+                    torch.manual_seed(seed)  # e.g. noise inputs drawn inside the generator
+                yield gen
         finally:
             gen.train(was_training)
+
+    def sample(self, n: int, *, seed: int = 0, labels: Tensor | None = None) -> Tensor:
+        """``n`` samples of the sampling generator from a fixed seed, without touching global RNG state."""
+        with self._evaluating(seed) as gen:
+            device = self.device
+            z = gen.sample_latents(n, generator=torch.Generator(device=device).manual_seed(seed), device=device)
+            c = None
+            if gen.c_dim:
+                if labels is None:
+                    labels = torch.arange(n, device=device) % gen.c_dim
+                c = torch.nn.functional.one_hot(labels.to(device).long(), gen.c_dim).float()
+            return gen(z, c)
 
     def evaluate_metrics(self) -> dict[str, float]:
         """Every configured metric on the sampling generator (global RNG state untouched)."""
@@ -194,14 +201,9 @@ class GANModule(LightningModule):
         if metrics is None:
             metrics = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
         results: dict[str, float] = {}
-        gen = self.sampling_generator
-        was_training = gen.training
-        gen.eval()
-        device = self.device
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with self._evaluating() as gen:
             for metric in metrics:
                 results.update(metric.compute(gen, datamodule))
-        gen.train(was_training)
         return results
 
     # -- Lightning hooks: setup -----------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "Registry",
     "UnknownPluginError",
     "get_registry",
+    "import_target",
     "list_plugins",
     "load",
     "refresh",
@@ -115,7 +116,7 @@ def _import_path(obj: Any) -> str:
     return f"{module}:{getattr(obj, '__qualname__', repr(obj))}"
 
 
-def _import_target(target: str) -> Any:
+def import_target(target: str) -> Any:
     """Import ``"pkg.mod:attr.sub"`` or ``"pkg.mod.attr"``."""
     if ":" in target:
         module_name, _, attr = target.partition(":")
@@ -223,7 +224,7 @@ class Registry:
             candidates = self._candidates(name)
             if not candidates:
                 if _is_import_path(name):  # a full path picks one object directly, registry or not
-                    return self._check(name, _import_target(name), f"import path {name!r}")
+                    return self._check(name, import_target(name), f"import path {name!r}")
                 raise UnknownPluginError(self.group, name, self.names())
             if len(candidates) > 1:
                 providers = "; ".join(f"{c.provider} -> {c.target}" for c in candidates)
@@ -236,7 +237,7 @@ class Registry:
                 obj = entry.obj
             else:
                 try:
-                    obj = entry.entry_point.load() if entry.entry_point is not None else _import_target(entry.target)
+                    obj = entry.entry_point.load() if entry.entry_point is not None else import_target(entry.target)
                 except Exception as exc:
                     err = BrokenPluginError(
                         f"Plugin {name!r} (entry point '{name} = {entry.target}' in group "
@@ -260,7 +261,7 @@ class Registry:
             return _recipe_path(name, obj, where)
         if self._base_path is None:
             return obj
-        base = _import_target(self._base_path)
+        base = import_target(self._base_path)
         if not (isinstance(obj, type) and issubclass(obj, base)) and not isinstance(obj, base):
             raise BrokenPluginError(
                 f"{where} points at {obj!r}, which is not a {base.__name__} (group {self.entry_point_group!r})"

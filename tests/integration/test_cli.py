@@ -132,6 +132,17 @@ def test_fit_quickstart_with_registry_names_and_overrides(tmp_path) -> None:
     expected = module.predict_step(torch.arange(7), 0)
     torch.testing.assert_close(samples, expected)
 
+    # continue the finished run: the checkpoint's hyperparameters come back, but what the command
+    # line sets explicitly (a longer total_kimg) wins
+    resumed = run(["fit", "--recipe", "quickstart", f"--ckpt_path={ckpt}", "--model.total_kimg=2",
+                   f"--trainer.logger.init_args.save_dir={tmp_path / 'resumed'}",
+                   "--data.num_samples=1000", "--data.batch_size=100"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((tmp_path / "resumed" / "quickstart" / "version_0" / "metrics.json").read_text())
+    assert metrics["iteration"] == 20 and metrics["kimg"] == pytest.approx(2.0)
+    config = yaml.safe_load((tmp_path / "resumed" / "quickstart" / "version_0" / "config.yaml").read_text())
+    assert config["model"]["loss"]["class_path"].endswith("HingeLoss")  # from the checkpoint
+
 
 def test_print_config_resolves_names(tmp_path) -> None:
     result = run(["fit", "--recipe", "quickstart", "--model.architecture=mlp", "--model.architecture.g_hidden=32",
@@ -153,6 +164,7 @@ def test_print_config_resolves_names(tmp_path) -> None:
     (["--model.architecture.data_dim=3"], "The generator makes samples of shape (3,) but Toy2DDataModule yields (2,)"),
     (["--trainer.enable_progress_bar=false"], "`enable_progress_bar=False` but found `GANProgressBar`"),
     (["--trainer.callbacks+=EarlyStoping"], "'EarlyStoping' is neither a registered name nor an imported class"),
+    (["--ckpt_path=nope.ckpt"], "--ckpt_path: no checkpoint file at nope.ckpt"),
 ])
 def test_bad_options_are_one_clear_line(tmp_path, args, expected) -> None:
     result = run(["fit", "--recipe", "quickstart", *args, *TINY_FIT,
