@@ -74,7 +74,8 @@ class UnknownPluginError(PluginError, ImportError, LookupError):
         close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(available) if available else "(none installed)"
-        super().__init__(f"Unknown {_singular(group)} {name!r}.{hint} Available {group}: {listing}.")
+        plural = "precision strategies" if group == "precision" else group
+        super().__init__(f"Unknown {_singular(group)} {name!r}.{hint} Available {plural}: {listing}.")
         self.group, self.plugin_name, self.available, self.close_matches = group, name, available, close
 
 

@@ -18,6 +18,7 @@ TINY_FIT = ["--data.num_samples=1000", "--data.batch_size=100", "--model.total_k
 
 STRANGER_SOURCE = '''
 import torch
+from lightning.pytorch.plugins.precision import Precision
 from torch import nn
 from lightning_gan.interfaces import AdversarialLoss, ArchitectureSpec, Discriminator, Generator, NetworkPair
 
@@ -48,6 +49,10 @@ class StrangerArchitecture(ArchitectureSpec):
         return NetworkPair(LineG(), LineD(self.width))
 
 
+class StrangerPrecision(Precision):
+    """fp32 under another name: enough to prove the precision group is wired to --trainer.plugins."""
+
+
 class StrangerLoss(AdversarialLoss):
     def generator_loss(self, fake_logits):
         return -fake_logits.mean()
@@ -68,6 +73,8 @@ def stranger_site(root: Path, *, broken: bool = False) -> Path:
         stranger = stranger_gan:StrangerArchitecture
         [lightning_gan.losses]
         stranger_hinge = stranger_gan:StrangerLoss
+        [lightning_gan.precision]
+        stranger_fp32 = stranger_gan:StrangerPrecision
         """)
     if broken:
         eps += "[lightning_gan.regularizers]\nkaput = stranger_gan_missing:Nothing\n"
@@ -184,11 +191,13 @@ def test_unknown_recipe(tmp_path) -> None:
 def test_strangers_plugins_by_name_from_cli_and_recipe(tmp_path) -> None:
     site = stranger_site(tmp_path)
     cli = run(["fit", "--recipe", "quickstart", "--model.architecture=stranger", "--model.architecture.width=4",
-               "--model.loss=stranger_hinge", f"--trainer.logger.init_args.save_dir={tmp_path / 'cli'}", *TINY_FIT],
-              tmp_path, site)
+               "--model.loss=stranger_hinge", "--trainer.plugins=stranger_fp32",
+               f"--trainer.logger.init_args.save_dir={tmp_path / 'cli'}", *TINY_FIT], tmp_path, site)
     assert cli.returncode == 0, cli.stderr[-3000:]
     config = yaml.safe_load((tmp_path / "cli" / "quickstart" / "version_0" / "config.yaml").read_text())
     assert config["model"]["architecture"] == {"class_path": "stranger_gan.StrangerArchitecture", "init_args": {"width": 4}}
+    assert config["model"]["loss"]["class_path"] == "stranger_gan.StrangerLoss"
+    assert config["trainer"]["plugins"]["class_path"] == "stranger_gan.StrangerPrecision"
 
     recipe = tmp_path / "stranger.yaml"
     recipe.write_text(textwrap.dedent(f"""\
