@@ -19,15 +19,14 @@ import inspect
 import re
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from lightning_gan import registry
 from lightning_gan.errors import ConfigError
 
-__all__ = ["GANCLI", "main", "registry_names_in_jsonargparse"]
+__all__ = ["main", "registry_names_in_jsonargparse"]
 
-_COMMANDS_HELP = """\
+COMMANDS_HELP = """\
 other commands:
   plugins               list installed plugins (group, name, target, distribution, status)
   recipes               list the training recipes usable with --recipe
@@ -89,7 +88,7 @@ def registry_names_in_jsonargparse() -> Iterator[None]:
             module.resolve_class_path_by_name = original
 
 
-def _one_line(message: str, ex: BaseException | None) -> str:
+def one_line(message: str, ex: BaseException | None) -> str:
     """The most useful single line of a (possibly nested, multi-line) parser error."""
     seen = set()
     while ex is not None and id(ex) not in seen:
@@ -137,129 +136,9 @@ def _close_parameters(class_path: str, name: str) -> str:
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; it accepts {', '.join(params)}"
 
 
-def _make_parser_class() -> type:
-    from jsonargparse import ActionConfigFile
-    from lightning.pytorch.cli import LightningArgumentParser
-
-    class RecipeAction(argparse.Action):
-        """``--recipe NAME``: load a registered recipe as if it were given with ``--config``."""
-
-        def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
-            ActionConfigFile.apply_config(parser, cfg, "config", str(registry.recipe_path(values)))
-
-    class GANArgumentParser(LightningArgumentParser):
-        def error(self, message: str, ex: Exception | None = None) -> Any:
-            if not self.exit_on_error:
-                return super().error(message, ex)
-            sys.stderr.write(f"lightning-gan: error: {_one_line(message, ex)}\n")
-            sys.stderr.write("(run with --help for the accepted options)\n")
-            raise SystemExit(2)
-
-    GANArgumentParser.RecipeAction = RecipeAction
-    return GANArgumentParser
-
-
-def _cli_class() -> type:
-    from lightning.pytorch import LightningDataModule
-    from lightning.pytorch.cli import LightningCLI
-    from lightning.pytorch.utilities.exceptions import MisconfigurationException
-
-    from lightning_gan.module import GANModule
-
-    parser_class = _make_parser_class()
-
-    class GANCLI(LightningCLI):
-        """LightningCLI for GANModule with ``--recipe``, registry names and one-line errors."""
-
-        def __init__(self, **kwargs: Any) -> None:
-            kwargs.setdefault("parser_kwargs", {})
-            kwargs["parser_kwargs"].setdefault("prog", "lightning-gan")
-            kwargs["parser_kwargs"].setdefault("epilog", _COMMANDS_HELP)
-            kwargs["parser_kwargs"].setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-            kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-            super().__init__(
-                GANModule, LightningDataModule, subclass_mode_data=True, parser_class=parser_class,
-                auto_configure_optimizers=False, **kwargs,
-            )
-
-        def init_parser(self, **kwargs: Any) -> Any:
-            parser = super().init_parser(**kwargs)
-            parser.add_argument(
-                "--recipe", action=parser_class.RecipeAction, metavar="NAME",
-                help="A registered recipe (see `lightning-gan recipes`), applied like --config.",
-            )
-            return parser
-
-        def parse_arguments(self, parser: Any, args: Any) -> None:
-            super().parse_arguments(parser, args)
-            # With --ckpt_path, LightningCLI then replaces the model's options by the checkpoint's
-            # hyperparameters; remember what the command line set so that it wins (e.g. a longer
-            # --model.total_kimg to continue a finished run).
-            self._parsed = self.config.clone()
-            argv = sys.argv[1:] if args is None else (args if isinstance(args, list) else [])
-            self._explicit_model_keys = sorted({
-                a[len("--model."):].split("=")[0].split(".")[0].rstrip("+")
-                for a in argv if isinstance(a, str) and a.startswith("--model.")
-            })
-
-        def before_instantiate_classes(self) -> None:
-            ckpt = self.config.get(f"{self.subcommand}.ckpt_path") if self.subcommand else None
-            if ckpt and ckpt not in ("last", "best", "hpc", "registry") and "://" not in str(ckpt) \
-                    and not Path(ckpt).is_file():
-                _fail(f"--ckpt_path: no checkpoint file at {ckpt}")
-            prefix = f"{self.subcommand}.model" if self.subcommand else "model"
-            for key in self._explicit_model_keys:
-                self.config[f"{prefix}.{key}"] = self._parsed[f"{prefix}.{key}"]
-
-        def instantiate_classes(self) -> None:
-            try:
-                super().instantiate_classes()
-            except (registry.PluginError, ConfigError, MisconfigurationException) as exc:
-                _fail(str(exc))  # a configuration that parses but cannot be built: one line
-
-        def after_fit(self) -> None:
-            _print_run_summary(self.trainer, self.model)
-
-        def predict(self, **kwargs: Any) -> None:
-            """Samples for the datamodule's seeds, saved as one tensor [N, ...] in the run folder."""
-            import torch
-
-            batches = self.trainer.predict(**kwargs)
-            if not self.trainer.is_global_zero or not batches:
-                return
-            out = Path(self.trainer.default_root_dir if self.trainer.logger is None else self.trainer.logger.log_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            torch.save(torch.cat([b.cpu() for b in batches]), out / "predictions.pt")
-            print(f"{'samples:':<12}{out / 'predictions.pt'}  (seed i -> row i; torch.load(..., weights_only=True))")
-
-    return GANCLI
-
-
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     sys.stderr.write(f"lightning-gan: error: {message}\n")
     raise SystemExit(2)
-
-
-def _print_run_summary(trainer: Any, model: Any) -> None:
-    """A table of the run's numbers, then one plain line per file (easy to copy, never truncated)."""
-    if not trainer.is_global_zero:
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="lightning-gan run", show_header=False)
-    table.add_row("iterations", str(getattr(model, "iteration", "?")))
-    table.add_row("kimg", f"{getattr(model, 'kimg', 0.0):.1f}")
-    for name, value in sorted(getattr(model, "final_metrics", {}).items()):
-        table.add_row(name, f"{value:.4g}")
-    Console().print(table)
-    files = [("metrics", getattr(model, "metrics_path", None))]
-    for cb in trainer.callbacks:
-        files.append(("samples", getattr(cb, "last_path", None)))
-        files.append(("checkpoint", getattr(cb, "last_model_path", None) or getattr(cb, "best_model_path", None)))
-    for label, path in files:
-        if path:
-            print(f"{label + ':':<12}{path}")
 
 
 def plugins_command(argv: list[str]) -> int:
@@ -315,19 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"plugins": plugins_command, "recipes": recipes_command}
     if args and args[0] in commands:
         return commands[args[0]](args[1:])
-    cli_class = _cli_class()
+    from lightning_gan.lightning_cli import GANCLI  # imports torch and lightning: only for Trainer commands
+
     try:
         with registry_names_in_jsonargparse():
-            cli_class(args=argv)  # None: LightningCLI reads sys.argv itself
+            GANCLI(args=argv)  # None: LightningCLI reads sys.argv itself
     except (registry.PluginError, ConfigError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return 0
-
-
-def __getattr__(name: str) -> Any:
-    if name == "GANCLI":
-        return _cli_class()
-    raise AttributeError(name)
 
 
 if __name__ == "__main__":

@@ -393,20 +393,21 @@ class GANModule(LightningModule):
             self.metrics_path = path
 
     # -- checkpoints --------------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, int]:
+        """The run's counters travel with the weights (checkpoints, ``load_from_checkpoint``, ddp_spawn)."""
+        return {"iteration": self.iteration, "images_seen": self.images_seen}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.iteration = int(state["iteration"])
+        self.images_seen = int(state["images_seen"])
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[_CKPT_KEY] = {
-            "version": _CKPT_VERSION,
-            "iteration": self.iteration,
-            "images_seen": self.images_seen,
-            "rng": _get_rng_state(self._latent_rng),
-        }
+        checkpoint[_CKPT_KEY] = {"version": _CKPT_VERSION, "rng": _get_rng_state(self._latent_rng)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(_CKPT_KEY)
         if state is None:
             raise KeyError(f"Checkpoint has no '{_CKPT_KEY}' entry: it was not written by GANModule")
-        self.iteration = int(state["iteration"])
-        self.images_seen = int(state["images_seen"])
         # RNG streams are restored when training (re)starts, after Lightning's sanity check.
         self._pending_rng_state = state["rng"]
 

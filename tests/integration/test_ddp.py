@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,12 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 
 
-def test_quickstart_under_ddp_keeps_ranks_identical(tmp_path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_quickstart_under_ddp_keeps_ranks_identical(tmp_path, strategy) -> None:
     probe = json.dumps({"class_path": "ddp_probe.DumpRankState", "init_args": {"dirpath": str(tmp_path / "ranks")}})
     cmd = [
         sys.executable, "-m", "lightning_gan.cli", "fit", "--recipe", "quickstart",
-        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.strategy={strategy}",
         f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}",
         "--data.num_samples=4000", "--data.batch_size=100", "--model.total_kimg=3",
         f"--trainer.callbacks+={probe}",  # the recipe brings lazy R1 and EMA
@@ -30,6 +32,8 @@ def test_quickstart_under_ddp_keeps_ranks_identical(tmp_path) -> None:
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "were not used" not in result.stderr and "find_unused_parameters" not in result.stderr
+    # the main process knows the counters too (ddp_spawn trains in children and sends the state back)
+    assert re.search(r"iterations\s*\S\s*15\s", result.stdout), result.stdout[-2000:]
     r0 = torch.load(tmp_path / "ranks" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "ranks" / "rank1.pt", weights_only=True)
     assert r0["world_size"] == r1["world_size"] == 2

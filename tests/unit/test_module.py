@@ -126,7 +126,8 @@ def test_checkpoint_is_plain_data_and_rebuilds_the_module(tmp_path) -> None:
     path = tmp_path / "run.ckpt"
     trainer.save_checkpoint(path)
     ckpt = torch.load(path, weights_only=True)  # nothing pickled beyond tensors and containers
-    assert ckpt["lightning_gan"]["iteration"] == 10 and ckpt["lightning_gan"]["images_seen"] == 200
+    assert ckpt["state_dict"]["_extra_state"] == {"iteration": 10, "images_seen": 200}  # counters with the weights
+    assert set(ckpt["lightning_gan"]["rng"]) >= {"torch", "numpy", "python", "latent"}
     assert ckpt["hyper_parameters"]["architecture"]["init_args"]["hidden"] == 5
     again = GANModule.load_from_checkpoint(path)
     assert type(again.loss_fn).__name__ == "HingeLoss"
