@@ -68,7 +68,8 @@ class GANModule(LightningModule):
         total_kimg: stop training after this many thousand images (all processes together); None = never.
         metrics: evaluated on the EMA generator at validation, test and the end of fit; None uses the
             datamodule's defaults (e.g. mode coverage for toy2d), ``[]`` none.
-        log_every_n_iterations: average and log phase losses every this many iterations (no per-step host sync).
+        log_every_n_iterations: average and log phase losses every this many iterations (no per-step
+            host sync); None follows the Trainer's ``log_every_n_steps`` so that every value reaches the logger.
         seed: seed of the training latents (offset by the process rank).
     """
 
@@ -84,7 +85,7 @@ class GANModule(LightningModule):
         ema_rampup: float | None = 0.05,
         total_kimg: float | None = None,
         metrics: Sequence[GeneratorMetric] | None = None,
-        log_every_n_iterations: int = 50,
+        log_every_n_iterations: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -110,9 +111,10 @@ class GANModule(LightningModule):
         self.d_optimizer = d_optimizer or _default_optimizer
         self.total_kimg = total_kimg
         self.metrics = list(metrics) if metrics is not None else None
-        if log_every_n_iterations < 1:
-            raise ValueError(f"log_every_n_iterations must be >= 1, got {log_every_n_iterations}")
-        self.log_every_n_iterations = int(log_every_n_iterations)
+        if log_every_n_iterations is not None and log_every_n_iterations < 1:
+            raise ValueError(f"log_every_n_iterations must be >= 1 or None, got {log_every_n_iterations}")
+        self.log_every_n_iterations = log_every_n_iterations
+        self._log_interval = log_every_n_iterations or 50
         self.seed = int(seed)
 
         # Counters of the run (saved in checkpoints); `global_step` counts optimizer steps instead.
@@ -230,6 +232,7 @@ class GANModule(LightningModule):
         # One backward per phase touches only one network, so DDP's reducer (which expects every
         # parameter in every backward) stays off; `_all_reduce_gradients` averages each phase's network.
         self._ddp = isinstance(model, DistributedDataParallel)
+        self._log_interval = self.log_every_n_iterations or max(1, self.trainer.log_every_n_steps)
         self._latent_rng = torch.Generator(device=self.device).manual_seed(self.seed * 7919 + self.global_rank)
         if self._pending_rng_state is not None:
             _set_rng_state(self._pending_rng_state, self._latent_rng)
@@ -280,7 +283,7 @@ class GANModule(LightningModule):
                        ema_beta(batch_images, self.images_seen, self.ema_kimg, self.ema_rampup))
         self.iteration += 1
         self.images_seen += batch_images
-        if self.iteration % self.log_every_n_iterations == 0:
+        if self.iteration % self._log_interval == 0:
             self._log_losses()
         if self.total_kimg is not None and self.images_seen >= self.total_kimg * 1000:
             self.trainer.should_stop = True

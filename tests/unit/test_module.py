@@ -203,3 +203,17 @@ def test_metrics_default_to_the_datamodule_and_are_logged(tmp_path) -> None:
     assert {"coverage/modes", "coverage/high_quality", "coverage/reverse_kl"} <= set(trainer.callback_metrics)
     assert set(module.final_metrics) == {"coverage/modes", "coverage/high_quality", "coverage/reverse_kl"}
     assert 0 <= module.final_metrics["coverage/modes"] <= 25
+
+
+def test_losses_follow_the_trainers_logging_interval_into_the_logger(tmp_path) -> None:
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = GANModule(architecture=TinyArchitecture(), metrics=[])  # log_every_n_iterations=None
+    logger = CSVLogger(tmp_path, name="run")
+    make_trainer(tmp_path, logger=logger, log_every_n_steps=5, max_epochs=2).fit(module, toy())
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "version_0" / "metrics.csv")) if r.get("loss/Dmain")]
+    # 20 iterations, one averaged row every 5: nothing logged is lost between Lightning's writes
+    assert [float(r["progress/kimg"]) for r in rows] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert all(r["loss/Gmain"] and r["logits/real"] for r in rows)
