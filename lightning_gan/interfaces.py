@@ -25,6 +25,7 @@ __all__ = [
     "NetworkPair",
     "PenaltyInputs",
     "Regularizer",
+    "require_condition",
 ]
 
 NetworkName = Literal["generator", "discriminator"]
@@ -59,6 +60,15 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"Cannot store {value!r} in a config: only plain values and Configurable objects")
+
+
+def require_condition(c: Tensor | None, c_dim: int, n: int, who: str) -> Tensor:
+    """Conditions [n, c_dim] checked for a conditional network; a clear ValueError naming ``c_dim`` otherwise."""
+    if c is None:
+        raise ValueError(f"this {who} is conditional (c_dim={c_dim}); pass c as one-hot classes [N, {c_dim}]")
+    if tuple(c.shape) != (n, c_dim):
+        raise ValueError(f"{who} conditions must have shape [N, c_dim] = [{n}, {c_dim}], got {list(c.shape)}")
+    return c
 
 
 class Generator(nn.Module):

@@ -160,15 +160,10 @@ class SampleGrid(Callback):
     @torch.no_grad()
     def render(self, pl_module: LightningModule, *, datamodule: Any = None, kimg: float | None = None) -> Image.Image:
         """The picture for the module's current sampling generator (also usable outside a Trainer)."""
-        generator = _generator(pl_module)
-        was_training = generator.training
-        generator.eval()  # batch-norm statistics are neither used from nor written by the picture's batch
-        try:
-            if tuple(generator.output_shape) == (2,):
-                return self._render_points(pl_module, generator, datamodule, kimg)
-            return self._render_images(pl_module, generator)
-        finally:
-            generator.train(was_training)
+        generator = _generator(pl_module)  # pl_module.sample() switches it to eval mode itself
+        if tuple(generator.output_shape) == (2,):
+            return self._render_points(pl_module, generator, datamodule, kimg)
+        return self._render_images(pl_module, generator)
 
     def _render_images(self, pl_module: Any, generator: Any) -> Image.Image:
         if generator.c_dim:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_gan.interfaces import ArchitectureSpec, Discriminator, Generator, NetworkPair
+from lightning_gan.interfaces import ArchitectureSpec, Discriminator, Generator, NetworkPair, require_condition
 
 __all__ = ["TinyArchitecture", "TinyDiscriminator", "TinyGenerator"]
 
@@ -18,11 +18,7 @@ def _with_condition(x: Tensor, c: Tensor | None, c_dim: int, who: str) -> Tensor
     """``x`` with the conditions [N, c_dim] concatenated (conditional networks), else ``x``."""
     if not c_dim:
         return x
-    if c is None:
-        raise ValueError(f"this {who} is conditional (c_dim={c_dim}); pass c as one-hot classes [N, {c_dim}]")
-    if c.shape != (x.shape[0], c_dim):
-        raise ValueError(f"{who} conditions must have shape [N, c_dim] = [{x.shape[0]}, {c_dim}], got {list(c.shape)}")
-    return torch.cat([x, c.to(x.dtype)], dim=1)
+    return torch.cat([x, require_condition(c, c_dim, x.shape[0], who).to(x.dtype)], dim=1)
 
 
 class TinyGenerator(Generator):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from lightning_gan.interfaces import ArchitectureSpec, Discriminator, Generator, NetworkPair
+from lightning_gan.interfaces import ArchitectureSpec, Discriminator, Generator, NetworkPair, require_condition
 
 __all__ = [
     "DCGANArchitecture",
@@ -78,15 +78,6 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _condition(c: Tensor | None, c_dim: int, n: int, who: str) -> Tensor:
-    """Validated conditions [n, c_dim] for a conditional network."""
-    if c is None:
-        raise ValueError(f"this {who} is conditional (c_dim={c_dim}); pass c as one-hot classes [N, {c_dim}]")
-    if c.shape != (n, c_dim):
-        raise ValueError(f"{who} conditions must have shape [N, c_dim] = [{n}, {c_dim}], got {list(c.shape)}")
-    return c
 
 
 class GeneratorBlock(nn.Module):
@@ -196,7 +187,7 @@ class DCGANGenerator(Generator):
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         n = z.shape[0]
         if self.c_dim:
-            c = _condition(c, self.c_dim, n, "generator")
+            c = require_condition(c, self.c_dim, n, "generator")
             z = torch.cat([z, self.embed(c) if self.embed is not None else c.to(z.dtype)], dim=1)
         x = self.project(z).view(n, self.init_channels, 4, 4)  # [N, C0, 4, 4]
         x = self.project_act(self.project_norm(x))
@@ -259,7 +250,7 @@ class DCGANDiscriminator(Discriminator):
         h = self.features(x)
         logits = self.output(h).squeeze(1)  # [N]
         if self.c_dim:
-            c = _condition(c, self.c_dim, x.shape[0], "discriminator")
+            c = require_condition(c, self.c_dim, x.shape[0], "discriminator")
             logits = logits + (self.embed(c.to(h.dtype)) * h).sum(1)  # projection <embed(c), h>
         return logits
 

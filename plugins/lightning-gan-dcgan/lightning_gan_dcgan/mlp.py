@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from lightning_gan.interfaces import ArchitectureSpec, Discriminator, Generator, NetworkPair
+from lightning_gan.interfaces import ArchitectureSpec, Discriminator, Generator, NetworkPair, require_condition
 
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -39,9 +39,7 @@ class MLPGenerator(Generator):
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         if self.c_dim:
-            if c is None:
-                raise ValueError(f"this generator is conditional (c_dim={self.c_dim}); pass c")
-            z = torch.cat([z, c], dim=1)
+            z = torch.cat([z, require_condition(c, self.c_dim, z.shape[0], "generator")], dim=1)
         return self.net(z)
 
 
@@ -55,9 +53,7 @@ class MLPDiscriminator(Discriminator):
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         if self.c_dim:
-            if c is None:
-                raise ValueError(f"this discriminator is conditional (c_dim={self.c_dim}); pass c")
-            x = torch.cat([x, c], dim=1)
+            x = torch.cat([x, require_condition(c, self.c_dim, x.shape[0], "discriminator")], dim=1)
         n = x.shape[0]
         if n % self.pack:
             raise ValueError(f"batch size {n} is not a multiple of pack={self.pack}")
