@@ -28,6 +28,9 @@ __all__ = ["main", "registry_names_in_jsonargparse"]
 
 COMMANDS_HELP = """\
 other commands:
+  evaluate              score a trained generator: --ckpt RUN.ckpt --metrics fid,kid,pr,coverage
+  generate              sample grids, truncation sweep, interpolation GIF, class rows: --ckpt RUN.ckpt
+  export                EMA generator to safetensors + JSON config: --ckpt RUN.ckpt --out G.safetensors
   plugins               list installed plugins (group, name, target, distribution, status)
   recipes               list the training recipes usable with --recipe
 """
@@ -188,10 +191,20 @@ def recipes_command(argv: list[str]) -> int:
     return status
 
 
+def _tool(name: str) -> Any:
+    def run(argv: list[str]) -> int:
+        from lightning_gan import commands  # imports torch: only when the command runs
+
+        return getattr(commands, name)(argv)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightning-gan`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = {"plugins": plugins_command, "recipes": recipes_command}
+    commands = {"plugins": plugins_command, "recipes": recipes_command,
+                "evaluate": _tool("evaluate_command"), "generate": _tool("generate_command"),
+                "export": _tool("export_command")}
     if args and args[0] in commands:
         return commands[args[0]](args[1:])
     from lightning_gan.lightning_cli import GANCLI  # imports torch and lightning: only for Trainer commands

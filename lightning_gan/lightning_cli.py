@@ -8,6 +8,7 @@ Kept apart from ``lightning_gan.cli`` (the entry point) so that ``lightning-gan 
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,22 @@ class GANCLI(LightningCLI):
             for a in argv if isinstance(a, str) and a.startswith("--model.")
         })
 
+    def _parse_ckpt_path(self) -> None:
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+            from lightning_gan.checkpoint import load_checkpoint
+
+            ckpt = self.config[self.config.subcommand].get("ckpt_path")
+            try:
+                load_checkpoint(ckpt)  # raises the clear error (unsafe / unreadable file)
+            except ConfigError as clear:
+                fail(str(clear))
+            raise exc
+
     def before_instantiate_classes(self) -> None:
+        if self.subcommand and self.config.get(f"{self.subcommand}.weights_only", True) is None:
+            self.config[f"{self.subcommand}.weights_only"] = True  # checkpoints are plain data: never unpickle code
         ckpt = self.config.get(f"{self.subcommand}.ckpt_path") if self.subcommand else None
         if ckpt and ckpt not in ("last", "best", "hpc", "registry") and "://" not in str(ckpt) \
                 and not Path(ckpt).is_file():

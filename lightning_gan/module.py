@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gan import registry
+from lightning_gan.checkpoint import datamodule_config
 from lightning_gan.ema import ema_beta, update_ema
 from lightning_gan.errors import ConfigError
 from lightning_gan.interfaces import (
@@ -39,7 +40,7 @@ from lightning_gan.interfaces import (
     PenaltyInputs,
     Regularizer,
 )
-from lightning_gan.metrics.base import GeneratorMetric
+from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric
 from lightning_gan.phases import Phase, PhaseSchedule
 
 __all__ = ["GANModule"]
@@ -66,8 +67,10 @@ class GANModule(LightningModule):
         ema_kimg: half-life of the generator EMA in thousands of images; None or 0 turns the EMA off.
         ema_rampup: caps the half-life at ``ema_rampup * images seen`` early on; None for no ramp-up.
         total_kimg: stop training after this many thousand images (all processes together); None = never.
-        metrics: evaluated on the EMA generator at validation, test and the end of fit; None uses the
-            datamodule's defaults (e.g. mode coverage for toy2d), ``[]`` none.
+        metrics: evaluated on the EMA generator at validation, test and the end of fit (objects or registered
+            names: ``fid``, ``shapes``, ...); None uses the datamodule's defaults (e.g. mode coverage for
+            toy2d), ``[]`` none. Each metric's ``setup`` runs when fit/validate/test starts, so missing
+            weights stop the run before training.
         log_every_n_iterations: average and log phase losses every this many iterations (no per-step
             host sync); None follows the Trainer's ``log_every_n_steps`` so that every value reaches the logger.
         seed: seed of the training latents (offset by the process rank).
@@ -84,7 +87,7 @@ class GANModule(LightningModule):
         ema_kimg: float | None = 10.0,
         ema_rampup: float | None = 0.05,
         total_kimg: float | None = None,
-        metrics: Sequence[GeneratorMetric] | None = None,
+        metrics: Sequence[GeneratorMetric | str] | None = None,
         log_every_n_iterations: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -110,7 +113,9 @@ class GANModule(LightningModule):
         self.g_optimizer = g_optimizer or _default_optimizer
         self.d_optimizer = d_optimizer or _default_optimizer
         self.total_kimg = total_kimg
-        self.metrics = list(metrics) if metrics is not None else None
+        self.metrics = None if metrics is None else [registry.resolve("metrics", m) for m in metrics]
+        self._eval_context = EvaluationContext()  # real-data features are computed once per run
+        self._default_metrics: list[GeneratorMetric] | None = None
         if log_every_n_iterations is not None and log_every_n_iterations < 1:
             raise ValueError(f"log_every_n_iterations must be >= 1 or None, got {log_every_n_iterations}")
         self.log_every_n_iterations = log_every_n_iterations
@@ -128,7 +133,7 @@ class GANModule(LightningModule):
         self._loss_counts: dict[str, int] = {}
         self._trainable: NetworkName | None = None
         self._ddp = False
-        self._save_plain_hparams(metrics)
+        self._save_plain_hparams(self.metrics)
 
     # -- construction helpers ---------------------------------------------------------------
     def _save_plain_hparams(self, metrics: Sequence[GeneratorMetric] | None) -> None:
@@ -196,17 +201,25 @@ class GANModule(LightningModule):
                 c = torch.nn.functional.one_hot(labels.to(device).long(), gen.c_dim).float()
             return gen(z, c)
 
-    def evaluate_metrics(self) -> dict[str, float]:
-        """Every configured metric on the sampling generator (global RNG state untouched)."""
+    def evaluate_metrics(self, metrics: Sequence[GeneratorMetric] | None = None) -> dict[str, float]:
+        """``metrics`` (default: the configured ones) on the sampling generator; global RNG state untouched."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        metrics = self.metrics
         if metrics is None:
-            metrics = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
+            metrics = self._configured_metrics(datamodule)
         results: dict[str, float] = {}
+        self._eval_context.new_round()  # the generator changed since the last evaluation
         with self._evaluating() as gen:
             for metric in metrics:
-                results.update(metric.compute(gen, datamodule))
+                results.update(metric.compute(gen, datamodule, self._eval_context))
         return results
+
+    def _configured_metrics(self, datamodule: Any) -> list[GeneratorMetric]:
+        if self.metrics is not None:
+            return self.metrics
+        if self._default_metrics is None:
+            defaults = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
+            self._default_metrics = [registry.resolve("metrics", m) for m in defaults]
+        return self._default_metrics
 
     # -- Lightning hooks: setup -----------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -219,6 +232,19 @@ class GANModule(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             _check_data(self.generator, self.discriminator, datamodule)
+        if stage in ("fit", "validate", "test"):
+            # Load weights / train classifiers now, so that a missing file stops the run before training.
+            # Rank 0 goes first: what it caches on disk (e.g. the shapes classifier) the others then read.
+            metrics = self._configured_metrics(datamodule)
+            several = self.trainer.world_size > 1 and bool(metrics)
+            if self.trainer.is_global_zero:
+                for metric in metrics:
+                    metric.setup(datamodule)
+            if several:
+                strategy.barrier("lightning_gan.metrics_setup")
+            if not self.trainer.is_global_zero:
+                for metric in metrics:
+                    metric.setup(datamodule)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         d_opt = self.d_optimizer(self.discriminator.parameters())
@@ -405,7 +431,12 @@ class GANModule(LightningModule):
         self.images_seen = int(state["images_seen"])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[_CKPT_KEY] = {"version": _CKPT_VERSION, "rng": _get_rng_state(self._latent_rng)}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        checkpoint[_CKPT_KEY] = {
+            "version": _CKPT_VERSION, "rng": _get_rng_state(self._latent_rng),
+            # how to rebuild the data, for `lightning-gan evaluate` (None: not readable from the datamodule)
+            "data": None if datamodule is None else datamodule_config(datamodule),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(_CKPT_KEY)

@@ -57,6 +57,7 @@ GROUPS: dict[str, tuple[str | None, str]] = {
     "regularizers": ("lightning_gan.interfaces:Regularizer", "regularizers (R1, GP, path length, ...)"),
     "precision": ("lightning.pytorch.plugins.precision:Precision", "precision strategies"),
     "datasets": ("lightning.pytorch:LightningDataModule", "datamodules"),
+    "metrics": ("lightning_gan.metrics.base:GeneratorMetric", "generator metrics (FID, KID, coverage, PPL, ...)"),
     "recipes": (None, "training recipes (YAML configs)"),
 }
 
@@ -89,7 +90,7 @@ class DuplicatePluginError(PluginError, LookupError):
 
 def _singular(group: str) -> str:
     return {"architectures": "architecture", "losses": "loss", "regularizers": "regularizer",
-            "datasets": "dataset", "recipes": "recipe"}.get(group, group)
+            "datasets": "dataset", "recipes": "recipe", "metrics": "metric"}.get(group, group)
 
 
 @dataclass(frozen=True)

@@ -398,4 +398,5 @@ class ShapesDataModule(GANDataModule):
                              size_range=self.size_range)
 
     def default_metrics(self) -> list[Any]:
-        return []
+        """The shapes metrics (class coverage, reverse KL, Frechet distance of the shapes classifier)."""
+        return ["shapes"]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from lightning_gan.interfaces import Generator
-from lightning_gan.metrics.base import GeneratorMetric
+from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class ModeCoverage(GeneratorMetric):
         self.seed = int(seed)
 
     @torch.no_grad()
-    def compute(self, generator: Generator, datamodule: Any) -> dict[str, float]:
+    def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
         modes = getattr(datamodule, "modes", None)
         sigma = getattr(datamodule, "sigma", None)
         if modes is None or sigma is None:
@@ -85,3 +85,47 @@ class ModeCoverage(GeneratorMetric):
             c = torch.nn.functional.one_hot(labels, generator.c_dim).float()
         samples = generator(z, c)
         return mode_coverage(samples, modes, sigma, self.threshold).as_dict()
+
+
+class Coverage(GeneratorMetric):
+    """Mode or class coverage, whichever the data defines (the ``coverage`` metric).
+
+    * a mixture datamodule (``modes`` and ``sigma``, e.g. toy2d): ``ModeCoverage`` (``coverage/modes``,
+      ``coverage/high_quality``, ``coverage/reverse_kl``);
+    * the procedural shapes: class coverage by the shapes classifier (``shapes/coverage``,
+      ``shapes/recognizable``, ``shapes/reverse_kl``; see ``lightning_gan.metrics.shapes``).
+
+    Args:
+        num_samples: generated samples (None: 2500 for mixtures, the protocol's number; 10000 for shapes).
+        seed: seed of the latents.
+    """
+
+    def __init__(self, *, num_samples: int | None = None, seed: int = 123) -> None:
+        self.num_samples = None if num_samples is None else int(num_samples)
+        self.seed = int(seed)
+        self._delegate: GeneratorMetric | None = None
+
+    def _for(self, datamodule: Any) -> GeneratorMetric:
+        if self._delegate is None:
+            if getattr(datamodule, "modes", None) is not None and getattr(datamodule, "sigma", None) is not None:
+                self._delegate = ModeCoverage(num_samples=self.num_samples or 2500, seed=self.seed)
+            elif all(hasattr(datamodule, a) for a in ("classes", "size_range", "resolution")):
+                from lightning_gan.metrics.shapes import ShapesMetrics
+
+                self._delegate = ShapesMetrics(num_samples=self.num_samples or 10_000, seed=self.seed)
+            else:
+                raise TypeError(
+                    f"coverage needs data with known modes (toy2d) or known classes (shapes); "
+                    f"{type(datamodule).__name__} has neither (use fid/kid/pr for image folders)"
+                )
+        return self._delegate
+
+    def setup(self, datamodule: Any = None) -> None:
+        self._for(datamodule).setup(datamodule)
+
+    def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
+        delegate = self._for(datamodule)
+        results = delegate.compute(generator, datamodule, context)
+        if isinstance(delegate, ModeCoverage):
+            return results
+        return {k: v for k, v in results.items() if k in ("shapes/coverage", "shapes/recognizable", "shapes/reverse_kl")}

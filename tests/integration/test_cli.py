@@ -85,6 +85,8 @@ def stranger_site(root: Path, *, broken: bool = False) -> Path:
 
 def run(args: list[str], cwd: Path, site: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ)
+    env["LIGHTNING_GAN_CACHE"] = str(cwd / ".cache")  # no Inception weights, no cached classifier
+    env.pop("LIGHTNING_GAN_INCEPTION_WEIGHTS", None)
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "lightning_gan.cli", *args], cwd=cwd, env=env,
@@ -172,14 +174,31 @@ def test_print_config_resolves_names(tmp_path) -> None:
     (["--trainer.enable_progress_bar=false"], "`enable_progress_bar=False` but found `GANProgressBar`"),
     (["--trainer.callbacks+=EarlyStoping"], "'EarlyStoping' is neither a registered name nor an imported class"),
     (["--ckpt_path=nope.ckpt"], "--ckpt_path: no checkpoint file at nope.ckpt"),
+    (["--ckpt_path=evil.ckpt"], "refusing to load evil.ckpt: it holds pickled Python objects that could run code"),
+    (["--model.metrics+=fid"], "Inception-v3 metrics (fid, kid, is, pr) need the weights file weights-inception-2015-12-05"),
+    (["--model.metrics+=fdi"], "Unknown metric 'fdi'. Did you mean 'fid'"),
 ])
 def test_bad_options_are_one_clear_line(tmp_path, args, expected) -> None:
+    import torch
+
+    torch.save({"state_dict": {}, "payload": Payload(str(tmp_path / "pwned"))}, tmp_path / "evil.ckpt")
     result = run(["fit", "--recipe", "quickstart", *args, *TINY_FIT,
                   f"--trainer.logger.init_args.save_dir={tmp_path}"], tmp_path)
     assert result.returncode == 2
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("lightning-gan: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+class Payload:
+    """Unpickling it would create a folder: a stand-in for code in a malicious checkpoint."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
 
 
 def test_unknown_recipe(tmp_path) -> None:

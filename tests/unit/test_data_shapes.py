@@ -199,7 +199,7 @@ def test_factor_distributions():
 
 def test_datamodule_exposes_factors_and_class_count():
     dm = ShapesDataModule(resolution=8, channels=1, classes=["triangle", "star"], seed=2)
-    assert dm.num_classes == 2 and dm.data_shape == (1, 8, 8) and dm.default_metrics() == []
+    assert dm.num_classes == 2 and dm.data_shape == (1, 8, 8) and dm.default_metrics() == ["shapes"]
     dm.setup()
     f = dm.factors([0, 1, 2])
     assert torch.equal(f.label, dm.train_dataset.__getitems__([0, 1, 2])[1])

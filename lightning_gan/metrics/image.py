@@ -1,0 +1,218 @@
+"""FID, KID, Inception Score and precision/recall, computed by torch-fidelity from features.
+
+The features come from the ``EvaluationContext`` (one extraction per extractor and evaluation, shared by
+every metric), and the numbers from torch-fidelity's feature-level functions, the same code its own
+``calculate_metrics`` runs:
+
+* **FID** (Heusel et al. 2017): ``|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2))`` of the feature
+  means and covariances.
+* **KID** (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
+  ``k(x, y) = (x.y / d + 1)^3``, averaged over ``subsets`` random subsets of ``subset_size``; reported
+  with its standard deviation over subsets (``kid_std``).
+* **IS** (Salimans et al. 2016): ``exp E_x KL(p(y|x) || p(y))`` over ``splits`` splits of the generated
+  logits (mean and standard deviation); needs an extractor that gives logits.
+* **Precision/recall** (Kynkaanniemi et al. 2019): each set's manifold is the union of balls reaching each
+  point's k-th nearest neighbour (k = 3); precision is the share of generated samples inside the real
+  manifold, recall the share of real samples inside the generated one.
+
+The extractor is Inception-v3 by default (``extractor="inception"``), the shapes classifier with
+``extractor="shapes"``, or any ``nn.Module``. Names carry the extractor when it is not Inception
+(``fid/shapes_classifier``), so numbers from different feature spaces are never mixed up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_gan.interfaces import Configurable, Generator
+from lightning_gan.metrics.base import EvaluationContext, FeatureSet, GeneratorMetric, check_num_samples
+from lightning_gan.metrics.features import InceptionV3Features, extractor_name
+
+__all__ = ["FID", "KID", "FeatureMetric", "InceptionScore", "PrecisionRecall",
+           "frechet_distance", "inception_score", "kernel_distance", "precision_recall"]
+
+
+# -- feature-level functions (torch-fidelity's implementations) -----------------------------------
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [N, D] and [M, D]."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    _check_pair(real, fake, minimum=2)
+    stats = [fid_features_to_statistics(f.detach().double().cpu()) for f in (real, fake)]
+    return float(fid_statistics_to_metric(stats[0], stats[1], verbose=False)["frechet_inception_distance"])
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 2020) -> tuple[float, float]:
+    """KID (mean, std over subsets): unbiased polynomial-kernel MMD^2; ``subset_size`` is capped at the set sizes."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    _check_pair(real, fake, minimum=2)
+    size = min(subset_size, real.shape[0], fake.shape[0])
+    out = kid_features_to_metric(real.detach().double().cpu(), fake.detach().double().cpu(), kid_subsets=subsets,
+                                 kid_subset_size=size, rng_seed=seed, verbose=False)
+    return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
+
+
+def inception_score(logits: torch.Tensor, *, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
+    """Inception Score (mean, std over splits) of class logits [N, K]."""
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    if logits.dim() != 2 or logits.shape[0] < splits:
+        raise ValueError(f"inception_score needs logits [N, K] with N >= splits ({splits}), got {tuple(logits.shape)}")
+    out = isc_features_to_metric(logits.detach().cpu(), splits=splits, shuffle=True, rng_seed=seed)
+    return float(out["inception_score_mean"]), float(out["inception_score_std"])
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, *, k: int = 3) -> tuple[float, float]:
+    """(precision, recall) of generated features ``fake`` against ``real`` with k-NN manifolds."""
+    from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+    _check_pair(real, fake, minimum=k + 1)
+    precision, recall = calculate_precision_recall_part(fake.detach().float().cpu(), real.detach().float().cpu(),
+                                                        neighborhood=k, batch_size=10000)
+    return float(precision), float(recall)
+
+
+def _check_pair(real: torch.Tensor, fake: torch.Tensor, minimum: int) -> None:
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"feature sets must be [N, D] and [M, D] with the same D, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if min(real.shape[0], fake.shape[0]) < minimum:
+        raise ValueError(f"need at least {minimum} feature vectors per set, got {real.shape[0]} and {fake.shape[0]}")
+    if not (torch.isfinite(real).all() and torch.isfinite(fake).all()):
+        raise FloatingPointError("feature sets contain NaN or inf")
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+class FeatureMetric(GeneratorMetric):
+    """Base of metrics computed from the features of real and generated images.
+
+    Args:
+        extractor: ``"inception"`` (Inception-v3 from local weights), ``"shapes"`` (the shapes classifier,
+            trained and cached on first use) or any ``nn.Module`` mapping images in [-1, 1] to features.
+        inception_weights: path of the Inception weights file (see ``lightning_gan.metrics.features``).
+        num_samples: generated images (and real ones unless ``num_real`` is set).
+        num_real: real images; None: as many as ``num_samples``.
+        seed: seed of the generated samples and of the real subset.
+    """
+
+    #: the metric's key; suffixed with the extractor's name unless it is Inception
+    key = "feature"
+
+    def __init__(self, *, extractor: str | nn.Module = "inception", inception_weights: str | None = None,
+                 num_samples: int = 10_000, num_real: int | None = None, seed: int = 0) -> None:
+        if isinstance(extractor, str) and extractor not in ("inception", "shapes"):
+            raise ValueError(f"{type(self).__name__}: extractor must be 'inception', 'shapes' or an nn.Module, got {extractor!r}")
+        self.extractor = extractor
+        self.inception_weights = inception_weights
+        self.num_samples = check_num_samples(type(self).__name__, num_samples)
+        self.num_real = None if num_real is None else check_num_samples(type(self).__name__, num_real)
+        self.seed = int(seed)
+        self._module: nn.Module | None = extractor if isinstance(extractor, nn.Module) else None
+
+    def config(self) -> dict[str, Any]:
+        extractor = self.extractor
+        if isinstance(extractor, nn.Module):  # a custom module: keep what it was, it cannot be rebuilt from data
+            self.extractor = extractor.config() if isinstance(extractor, Configurable) else \
+                f"custom:{type(extractor).__module__}.{type(extractor).__qualname__}"
+        try:
+            return super().config()
+        finally:
+            self.extractor = extractor
+
+    def setup(self, datamodule: Any = None) -> None:
+        self.feature_extractor(datamodule)
+
+    def feature_extractor(self, datamodule: Any = None) -> nn.Module:
+        """The extractor module, built (and its weights loaded) on first use."""
+        if self._module is None:
+            if self.extractor == "inception":
+                module = InceptionV3Features(self.inception_weights)
+                module.load()
+            else:
+                from lightning_gan.metrics.shapes import shapes_classifier_for
+
+                module = shapes_classifier_for(datamodule)
+            self._module = module.eval()
+        return self._module
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.extractor == "inception" else f"/{extractor_name(self._module or self.extractor)}"
+
+    def _features(self, generator: Generator, datamodule: Any, context: EvaluationContext | None) -> tuple[FeatureSet, FeatureSet]:
+        context = context or EvaluationContext()
+        extractor = self.feature_extractor(datamodule)
+        device = next((p.device for p in generator.parameters()), torch.device("cpu"))
+        extractor.to(device)
+        real = context.real_features(extractor, datamodule, self.num_real or self.num_samples, seed=self.seed)
+        fake = context.fake_features(extractor, generator, self.num_samples, seed=self.seed)
+        return real, fake
+
+
+class FID(FeatureMetric):
+    """Frechet distance of feature statistics (``fid``; lower is better). See the module docstring."""
+
+    def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
+        real, fake = self._features(generator, datamodule, context)
+        return {f"fid{self.suffix}": frechet_distance(real.features, fake.features)}
+
+
+class KID(FeatureMetric):
+    """Kernel distance (``kid``, ``kid_std``; lower is better). See the module docstring.
+
+    Args:
+        subsets: random subsets the MMD is averaged over.
+        subset_size: images per subset (capped at the number of samples).
+    """
+
+    def __init__(self, *, subsets: int = 100, subset_size: int = 1000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.subsets = int(subsets)
+        self.subset_size = int(subset_size)
+
+    def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
+        real, fake = self._features(generator, datamodule, context)
+        mean, std = kernel_distance(real.features, fake.features, subsets=self.subsets, subset_size=self.subset_size)
+        return {f"kid{self.suffix}": mean, f"kid_std{self.suffix}": std}
+
+
+class InceptionScore(FeatureMetric):
+    """Inception Score of the generated images (``is``, ``is_std``; higher is better); real data unused.
+
+    Args:
+        splits: splits of the samples the score is averaged over.
+    """
+
+    def __init__(self, *, splits: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.splits = int(splits)
+
+    def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
+        context = context or EvaluationContext()
+        extractor = self.feature_extractor(datamodule)
+        fake = context.fake_features(extractor, generator, self.num_samples, seed=self.seed)
+        if fake.logits is None:
+            raise TypeError(f"The Inception Score needs class logits; the extractor {extractor_name(extractor)} gives none")
+        mean, std = inception_score(fake.logits, splits=self.splits)
+        return {f"is{self.suffix}": mean, f"is_std{self.suffix}": std}
+
+
+class PrecisionRecall(FeatureMetric):
+    """Improved precision and recall (``precision``, ``recall``; higher is better). See the module docstring.
+
+    Args:
+        k: the neighbour whose distance sets each point's ball (3 in the paper).
+    """
+
+    def __init__(self, *, k: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.k = int(k)
+
+    def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
+        real, fake = self._features(generator, datamodule, context)
+        precision, recall = precision_recall(real.features, fake.features, k=self.k)
+        return {f"precision{self.suffix}": precision, f"recall{self.suffix}": recall}
