@@ -390,8 +390,8 @@ def generate_command(argv: list[str]) -> int:
     for key, value in written.items():
         path = value if isinstance(value, str) else value.get("file") if isinstance(value, dict) else None
         if path:
-            print(f"{key + ':':<14}{path}")
-    print(f"{'manifest:':<14}{manifest}")
+            print(f"{key + ':':<16}{path}")
+    print(f"{'manifest:':<16}{manifest}")
     return 0
 
 

@@ -145,4 +145,4 @@ class MetricsCallback(Callback):
             self.best_value, self.best_kimg = value, kimg
             path = Path(self.dirpath) / f"{self.filename}.ckpt"
             self.best_path = str(path)
-            trainer.save_checkpoint(path)  # collective; rank 0 writes
+            trainer.save_checkpoint(path, weights_only=False)  # full state (resumable); collective, rank 0 writes
