@@ -39,6 +39,7 @@ __all__ = [
     "generate_images",
     "iter_generated",
     "iter_real",
+    "progress_bar",
     "quantize",
 ]
 
@@ -249,17 +250,22 @@ class EvaluationContext:
             labels=torch.cat(labels) if labels and len(labels) == len(features) else None,
         )
 
-    @contextlib.contextmanager
-    def _progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        if not self.progress or total <= self.batch_size:
-            yield lambda n: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def _progress(self, description: str, total: int) -> Any:
+        return progress_bar(self.progress and total > self.batch_size, total, description)
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=True) as progress:
-            task = progress.add_task(description, total=total)
-            yield lambda n: progress.advance(task, n)
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+    """A transient rich progress bar (``advance(n)`` is what the block receives); a no-op when not enabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 def check_num_samples(name: str, num_samples: int, minimum: int = 2) -> int:

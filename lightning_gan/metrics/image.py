@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_gan.interfaces import Configurable, Generator
+from lightning_gan.interfaces import Generator
 from lightning_gan.metrics.base import EvaluationContext, FeatureSet, GeneratorMetric, check_num_samples
-from lightning_gan.metrics.features import InceptionV3Features, extractor_name
+from lightning_gan.metrics.features import ExtractorArgument, extractor_name
 
 __all__ = ["FID", "KID", "FeatureMetric", "InceptionScore", "PrecisionRecall",
            "frechet_distance", "inception_score", "kernel_distance", "precision_recall"]
@@ -87,7 +87,7 @@ def _check_pair(real: torch.Tensor, fake: torch.Tensor, minimum: int) -> None:
 
 
 # -- metrics ---------------------------------------------------------------------------------------
-class FeatureMetric(GeneratorMetric):
+class FeatureMetric(ExtractorArgument, GeneratorMetric):
     """Base of metrics computed from the features of real and generated images.
 
     Args:
@@ -113,31 +113,8 @@ class FeatureMetric(GeneratorMetric):
         self.seed = int(seed)
         self._module: nn.Module | None = extractor if isinstance(extractor, nn.Module) else None
 
-    def config(self) -> dict[str, Any]:
-        extractor = self.extractor
-        if isinstance(extractor, nn.Module):  # a custom module: keep what it was, it cannot be rebuilt from data
-            self.extractor = extractor.config() if isinstance(extractor, Configurable) else \
-                f"custom:{type(extractor).__module__}.{type(extractor).__qualname__}"
-        try:
-            return super().config()
-        finally:
-            self.extractor = extractor
-
     def setup(self, datamodule: Any = None) -> None:
         self.feature_extractor(datamodule)
-
-    def feature_extractor(self, datamodule: Any = None) -> nn.Module:
-        """The extractor module, built (and its weights loaded) on first use."""
-        if self._module is None:
-            if self.extractor == "inception":
-                module = InceptionV3Features(self.inception_weights)
-                module.load()
-            else:
-                from lightning_gan.metrics.shapes import shapes_classifier_for
-
-                module = shapes_classifier_for(datamodule)
-            self._module = module.eval()
-        return self._module
 
     @property
     def suffix(self) -> str:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_gan.errors import ConfigError
-from lightning_gan.interfaces import Configurable, Generator
+from lightning_gan.interfaces import Generator
 from lightning_gan.metrics.base import (
     EvaluationContext,
     GeneratorMetric,
@@ -38,7 +38,7 @@ from lightning_gan.metrics.base import (
     balanced_labels,
     check_num_samples,
 )
-from lightning_gan.metrics.features import FeatureExtractor, extractor_name
+from lightning_gan.metrics.features import ExtractorArgument, FeatureExtractor, extractor_name
 
 __all__ = [
     "JODI",
@@ -117,7 +117,7 @@ def jacobian_offdiagonal_index(f: Callable[..., Tensor], inputs: Tensor, *fixed:
     return float(values.nanmean()) if values.isfinite().any() else math.nan
 
 
-class JODI(GeneratorMetric):
+class JODI(ExtractorArgument, GeneratorMetric):
     """Jacobian off-diagonal index of a map of the generator; key ``jodi/mapping`` or ``jodi/features/<extractor>``.
 
     Args:
@@ -144,26 +144,9 @@ class JODI(GeneratorMetric):
         self.batch_size = int(batch_size)
         self._module: nn.Module | None = extractor if isinstance(extractor, nn.Module) else None
 
-    def config(self) -> dict[str, Any]:
-        extractor = self.extractor
-        if isinstance(extractor, nn.Module):
-            self.extractor = extractor.config() if isinstance(extractor, Configurable) else \
-                f"custom:{type(extractor).__module__}.{type(extractor).__qualname__}"
-        try:
-            return super().config()
-        finally:
-            self.extractor = extractor
-
     def setup(self, datamodule: Any = None) -> None:
         if self.map == "features":
             self.feature_extractor(datamodule)
-
-    def feature_extractor(self, datamodule: Any = None) -> nn.Module:
-        if self._module is None:
-            from lightning_gan.metrics.shapes import shapes_classifier_for
-
-            self._module = shapes_classifier_for(datamodule).eval()
-        return self._module
 
     @property
     def key(self) -> str:
