@@ -1,0 +1,223 @@
+"""Images per second of full StyleGAN2 training iterations: GANModule + Lightning Trainer vs a bare PyTorch loop.
+
+One iteration = Dmain every iteration, Dreg (R1, lazy) every 16, Gmain every iteration, Greg (path length,
+lazy, half batch) every 4, and the generator EMA update, as in StyleGAN2. The reference configuration:
+32x32 RGB, channel_base 4096, channel_max 256, mapping depth 2, z/w dim 512, batch 16, float32, CPU.
+
+Both runs train the same architecture from the same initial weights on the same ShapesDataModule batches:
+once through ``GANModule`` and a ``Trainer`` (manual optimization, as the framework trains), once by a bare
+loop with plain Adam (lr and betas corrected for the lazy intervals like the framework). Timing starts after
+``--warmup`` iterations and covers ``--iterations`` iterations (a multiple of 16 covers whole lazy cycles).
+The two runs alternate ``--repeats`` times; the median of each is reported (wall-clock, and a robust figure
+from per-kind median iteration times, see ``Rates``), and the overhead ``bare img/s / GANModule img/s - 1``.
+Both clocks include fetching the batch. Prints figures only. Usage::
+
+    OMP_NUM_THREADS=2 python benchmarks/stylegan2_step.py [--iterations 16] [--warmup 3] [--repeats 2]
+    python benchmarks/stylegan2_step.py --phases   # per-phase milliseconds of the bare loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import statistics
+import time
+import warnings
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, Trainer
+
+from lightning_gan.data.shapes import ShapesDataModule
+from lightning_gan.ema import ema_beta, update_ema
+from lightning_gan.module import GANModule
+from lightning_gan.regularizers import R1
+from lightning_gan_stylegan2.networks import StyleGAN2Architecture
+from lightning_gan_stylegan2.path_length import PathLength
+
+R1_GAMMA, R1_INTERVAL, PL_INTERVAL, PL_WEIGHT, PL_DECAY, PL_SHRINK = 0.01, 16, 4, 2.0, 0.01, 2
+LR, BETAS, EMA_KIMG, EMA_RAMPUP = 0.002, (0.0, 0.99), 10.0, 0.05
+
+
+def reference_spec(**overrides) -> StyleGAN2Architecture:
+    kwargs = dict(resolution=32, channels=3, z_dim=512, w_dim=512, mapping_layers=2, channel_base=4096,
+                  channel_max=256)
+    return StyleGAN2Architecture(**{**kwargs, **overrides})
+
+
+def datamodule(batch_size: int, iterations: int) -> ShapesDataModule:
+    dm = ShapesDataModule(resolution=32, channels=3, batch_size=batch_size, num_samples=batch_size * (iterations + 4))
+    dm.setup("fit")
+    return dm
+
+
+class _IterationClock(Callback):
+    """Timestamps at the end of every GAN iteration; stops the Trainer after ``warmup + iterations``."""
+
+    def __init__(self, warmup: int, iterations: int) -> None:
+        self.warmup, self.iterations = warmup, iterations
+        self.stamps: list[tuple[float, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if pl_module.iteration >= self.warmup:
+            self.stamps.append((time.perf_counter(), time.process_time()))
+        if pl_module.iteration == self.warmup + self.iterations:
+            trainer.should_stop = True
+
+
+class Rates:
+    """Images per second of one timed run, from (wall, process CPU) stamps at the end of iterations w-1 .. w+n-1.
+
+    ``wall``: timed images / elapsed time. ``robust``: the same from per-kind medians, i.e. the duration of
+    a 16-iteration lazy cycle estimated as ``12 med(plain) + 3 med(with Greg) + med(with Greg and Dreg)``,
+    which is less sensitive to a few iterations slowed by other load on the machine. ``cpu``: timed images
+    per process CPU second, times the thread count: the wall-clock rate of a fully busy, unshared CPU. It
+    does not count time the (virtual) CPU was taken away, so it compares two runs best.
+    """
+
+    def __init__(self, stamps: list[tuple[float, float]], warmup: int, batch_size: int) -> None:
+        cpu_seconds = stamps[-1][1] - stamps[0][1]
+        walls = [wall for wall, _ in stamps]
+        self.cpu = (len(stamps) - 1) * batch_size * torch.get_num_threads() / cpu_seconds
+        durations = [b - a for a, b in zip(walls, walls[1:])]
+        kinds: dict[str, list[float]] = defaultdict(list)
+        for i, d in enumerate(durations, start=warmup):
+            kinds["both" if i % R1_INTERVAL == 0 else "greg" if i % PL_INTERVAL == 0 else "plain"].append(d)
+        self.wall = len(durations) * batch_size / (walls[-1] - walls[0])
+        med = {k: statistics.median(kinds[k]) if kinds[k] else math.nan for k in ("plain", "greg", "both")}
+        cycle = (R1_INTERVAL - R1_INTERVAL // PL_INTERVAL) * med["plain"] + (R1_INTERVAL // PL_INTERVAL - 1) * med["greg"]
+        self.robust = R1_INTERVAL * batch_size / (cycle + med["both"])
+        self.milliseconds = {k: 1000 * v for k, v in med.items()}
+
+
+def run_ganmodule(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, iterations: int, seed: int) -> Rates:
+    torch.manual_seed(seed)
+    module = GANModule(architecture=spec, regularizers=[R1(gamma=R1_GAMMA, interval=R1_INTERVAL), PathLength()],
+                       ema_kimg=EMA_KIMG, ema_rampup=EMA_RAMPUP, metrics=[], seed=seed)
+    clock = _IterationClock(warmup, iterations)
+    trainer = Trainer(accelerator="cpu", devices=1, max_steps=-1, max_epochs=-1, logger=False,
+                      enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                      limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock])
+    # the clock stamps iterations warmup .. warmup + iterations (0-based counts after each iteration)
+    trainer.fit(module, datamodule(batch_size, warmup + iterations))
+    return Rates(clock.stamps, warmup, batch_size)
+
+
+def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, iterations: int, seed: int,
+             phases: dict[str, list[float]] | None = None) -> Rates:
+    """The same phases with plain PyTorch: no Lightning, no registry, no logging."""
+    torch.manual_seed(seed)
+    G, D = spec.build()
+    G.train()
+    D.train()
+    G_ema = copy.deepcopy(G).requires_grad_(False)
+    d_ratio, g_ratio = R1_INTERVAL / (R1_INTERVAL + 1), PL_INTERVAL / (PL_INTERVAL + 1)
+    opt_d = torch.optim.Adam(D.parameters(), lr=LR * d_ratio, betas=tuple(b ** d_ratio for b in BETAS), eps=1e-8)
+    opt_g = torch.optim.Adam(G.parameters(), lr=LR * g_ratio, betas=tuple(b ** g_ratio for b in BETAS), eps=1e-8)
+    latent_rng = torch.Generator().manual_seed(seed * 7919)
+    pl_mean = torch.zeros(())
+    images_seen, stamps = 0, []
+
+    def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def mark(name: str, t0: float) -> float:
+        t = time.perf_counter()
+        if phases is not None:
+            phases[name].append(t - t0)
+        return t
+
+    for it, (real, _) in enumerate(datamodule(batch_size, warmup + iterations).train_dataloader()):
+        if it == warmup + iterations:
+            break
+        n = real.shape[0]
+        t = time.perf_counter()
+        # Dmain
+        D.requires_grad_(True)
+        G.requires_grad_(False)
+        with torch.no_grad():
+            fake = G(torch.randn(n, G.z_dim, generator=latent_rng))
+        step(opt_d, F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean())
+        t = mark("Dmain", t)
+        # Dreg: R1 = gamma/2 * ||grad_x D(x)||^2, times the interval
+        if it % R1_INTERVAL == 0:
+            x = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            step(opt_d, grad.square().flatten(1).sum(1).mean() * (0.5 * R1_GAMMA * R1_INTERVAL))
+            t = mark("Dreg", t)
+        # Gmain
+        G.requires_grad_(True)
+        D.requires_grad_(False)
+        step(opt_g, F.softplus(-D(G(torch.randn(n, G.z_dim, generator=latent_rng)))).mean())
+        t = mark("Gmain", t)
+        # Greg: path length on half the batch, times the interval
+        if it % PL_INTERVAL == 0:
+            ws = G.mapping(torch.randn(n // PL_SHRINK, G.z_dim, generator=latent_rng))
+            img = G.synthesis(ws)
+            y = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+            lengths = grad.square().sum(2).mean(1).sqrt()
+            pl_mean = pl_mean.lerp(lengths.detach().mean(), PL_DECAY)
+            step(opt_g, (lengths - pl_mean).square().mean() * (PL_WEIGHT * PL_INTERVAL))
+            t = mark("Greg", t)
+        update_ema(G_ema, G, ema_beta(n, images_seen, EMA_KIMG, EMA_RAMPUP))
+        images_seen += n
+        t = mark("EMA", t)
+        if it + 1 >= warmup:  # the same stamps as the GANModule clock: after iterations warmup-1 .. end
+            stamps.append((t, time.process_time()))
+    return Rates(stamps, warmup, batch_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=16, help="timed iterations per run (default 16)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating bare/GANModule runs (default 2)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--phases", action="store_true", help="only the bare loop, with per-phase milliseconds")
+    parser.add_argument("--no-channels-last", action="store_true", help="NCHW feature maps")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" banners
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|litlogger|does not have many workers).*")
+    spec = reference_spec(channels_last=not args.no_channels_last)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"{args.iterations} timed iterations after {args.warmup} warm-up, float32, CPU")
+    print(f"architecture: {spec!r}")
+    kw = dict(batch_size=args.batch_size, warmup=args.warmup, iterations=args.iterations, seed=0)
+    if args.phases:
+        phases: dict[str, list[float]] = defaultdict(list)
+        rate = run_bare(spec, phases=phases, **kw)
+        print(f"bare loop: {rate.wall:.2f} img/s (robust {rate.robust:.2f})")
+        for name, times in phases.items():
+            times = times[-max(1, len(times) * args.iterations // (args.iterations + args.warmup)):]
+            print(f"  {name:6s} {1000 * statistics.median(times):8.1f} ms median over {len(times)} runs")
+        return
+    bare: list[Rates] = []
+    framework: list[Rates] = []
+    for r in range(args.repeats):
+        bare.append(run_bare(spec, **kw))
+        framework.append(run_ganmodule(spec, **kw))
+        print(f"repeat {r + 1}: bare {bare[-1].wall:.2f} img/s (robust {bare[-1].robust:.2f}, cpu {bare[-1].cpu:.2f}), "
+              f"GANModule {framework[-1].wall:.2f} img/s (robust {framework[-1].robust:.2f}, "
+              f"cpu {framework[-1].cpu:.2f})")
+    for label, runs in (("bare PyTorch loop ", bare), ("GANModule+Trainer ", framework)):
+        ms = {k: statistics.median(r.milliseconds[k] for r in runs) for k in runs[0].milliseconds}
+        print(f"{label}: {statistics.median(r.wall for r in runs):.2f} img/s wall, "
+              f"{statistics.median(r.robust for r in runs):.2f} robust, {statistics.median(r.cpu for r in runs):.2f} cpu "
+              f"(medians of {args.repeats}); "
+              f"ms/iteration: plain {ms['plain']:.0f}, +Greg {ms['greg']:.0f}, +Greg+Dreg {ms['both']:.0f}")
+    for kind in ("wall", "robust", "cpu"):
+        b = statistics.median(getattr(r, kind) for r in bare)
+        g = statistics.median(getattr(r, kind) for r in framework)
+        print(f"GANModule overhead ({kind}): {100 * (b / g - 1):+.1f}% (bare img/s / GANModule img/s - 1)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Pure-PyTorch ops shared by plugins: ``upfirdn2d`` resampling and FIR filter design."""
+
+from lightning_gan.ops.filters import (
+    binomial_filter,
+    kaiser_atten,
+    kaiser_beta,
+    kaiser_lowpass,
+    register_filter,
+    setup_filter,
+)
+from lightning_gan.ops.upfirdn2d import downsample2d, filter2d, upfirdn2d, upsample2d
+
+__all__ = [
+    "binomial_filter",
+    "downsample2d",
+    "filter2d",
+    "kaiser_atten",
+    "kaiser_beta",
+    "kaiser_lowpass",
+    "register_filter",
+    "setup_filter",
+    "upfirdn2d",
+    "upsample2d",
+]
