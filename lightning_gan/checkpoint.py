@@ -104,6 +104,7 @@ class LoadedGenerator:
     ema: bool
     data: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # iteration, kimg, ...
+    metrics: list[Any] | None = None  # the run's configured metrics (configs), if any
 
     def build_datamodule(self, overrides: dict[str, Any] | None = None) -> Any:
         """The run's datamodule (rebuilt from its saved config), with ``overrides`` of its init args."""
@@ -142,7 +143,7 @@ def load_sampler(path: str | os.PathLike[str], *, ema: bool = True, map_location
     ours = ckpt.get("lightning_gan") or {}
     info = {"iteration": extra.get("iteration"), "kimg": None if extra.get("images_seen") is None else extra["images_seen"] / 1000}
     return LoadedGenerator(generator=generator.eval(), architecture=hparams["architecture"], source=path, ema=use_ema,
-                           data=ours.get("data"), info=info)
+                           data=ours.get("data"), info=info, metrics=hparams.get("metrics"))
 
 
 def _load_state(generator: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:

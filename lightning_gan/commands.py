@@ -180,7 +180,7 @@ def evaluate_command(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from lightning_gan.checkpoint import load_checkpoint, load_sampler
+    from lightning_gan.checkpoint import load_sampler
     from lightning_gan.metrics.base import EvaluationContext
 
     loaded = load_sampler(args.ckpt, ema=not args.no_ema)
@@ -190,10 +190,8 @@ def evaluate_command(argv: list[str]) -> int:
     if args.metrics:
         specs: list[Any] = [m for m in args.metrics.split(",") if m.strip()]
     else:
-        configured = None
-        if Path(args.ckpt).suffix != ".safetensors":
-            configured = (load_checkpoint(args.ckpt).get("hyper_parameters") or {}).get("metrics")
-        specs = list(configured or []) or [m for m in (datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else [])] or ["coverage"]
+        defaults = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
+        specs = list(loaded.metrics or []) or list(defaults) or ["coverage"]
         specs = [s.config() if hasattr(s, "config") else s for s in specs]
     per_metric = _metric_overrides(args.metric_args)
     names = [s if isinstance(s, str) else s["class_path"].rsplit(".", 1)[-1] for s in specs]

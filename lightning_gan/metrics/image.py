@@ -99,9 +99,6 @@ class FeatureMetric(ExtractorArgument, GeneratorMetric):
         seed: seed of the generated samples and of the real subset.
     """
 
-    #: the metric's key; suffixed with the extractor's name unless it is Inception
-    key = "feature"
-
     def __init__(self, *, extractor: str | nn.Module = "inception", inception_weights: str | None = None,
                  num_samples: int = 10_000, num_real: int | None = None, seed: int = 0) -> None:
         if isinstance(extractor, str) and extractor not in ("inception", "shapes"):
