@@ -8,9 +8,12 @@ Both runs train the same architecture from the same initial weights on the same 
 once through ``GANModule`` and a ``Trainer`` (manual optimization, as the framework trains), once by a bare
 loop with plain Adam (lr and betas corrected for the lazy intervals like the framework). Timing starts after
 ``--warmup`` iterations and covers ``--iterations`` iterations (a multiple of 16 covers whole lazy cycles).
-The two runs alternate ``--repeats`` times; the median of each is reported (wall-clock, and a robust figure
-from per-kind median iteration times, see ``Rates``), and the overhead ``bare img/s / GANModule img/s - 1``.
-Both clocks include fetching the batch. Prints figures only. Usage::
+The two runs alternate ``--repeats`` times; the medians are reported with the overhead
+``bare img/s / GANModule img/s - 1`` (wall-clock and per CPU time, see ``Rates``), and the overhead from a
+decomposition: both runs time their phases (the same computation), so GANModule's extra cost is its extra
+time per iteration outside the phases, a figure that on a shared machine is far less noisy than the ratio
+of two wall-clock rates measured minutes apart. Both clocks include fetching the batch. Prints figures
+only. Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/stylegan2_step.py [--iterations 16] [--warmup 3] [--repeats 2]
     python benchmarks/stylegan2_step.py --phases   # per-phase milliseconds of the bare loop
@@ -69,41 +72,47 @@ class _IterationClock(Callback):
 
 
 class Rates:
-    """Images per second of one timed run, from (wall, process CPU) stamps at the end of iterations w-1 .. w+n-1.
+    """Figures of one timed run, from (wall, process CPU) stamps at the end of iterations w-1 .. w+n-1.
 
-    ``wall``: timed images / elapsed time. ``robust``: the same from per-kind medians, i.e. the duration of
-    a 16-iteration lazy cycle estimated as ``12 med(plain) + 3 med(with Greg) + med(with Greg and Dreg)``,
-    which is less sensitive to a few iterations slowed by other load on the machine. ``cpu``: timed images
-    per process CPU second, times the thread count: the wall-clock rate of a fully busy, unshared CPU. It
-    does not count time the (virtual) CPU was taken away, so it compares two runs best.
+    ``wall``: timed images / elapsed time. ``cpu``: timed images per process CPU second times the thread
+    count, the rate of a fully busy CPU of our own (it leaves out time the virtual CPU was taken away, so it
+    compares two runs better on a shared machine). ``outside_ms``: milliseconds per iteration spent outside
+    the four phases (EMA, counters, data loading, the Lightning loop): what GANModule may add.
     """
 
-    def __init__(self, stamps: list[tuple[float, float]], warmup: int, batch_size: int) -> None:
-        cpu_seconds = stamps[-1][1] - stamps[0][1]
-        walls = [wall for wall, _ in stamps]
-        self.cpu = (len(stamps) - 1) * batch_size * torch.get_num_threads() / cpu_seconds
-        durations = [b - a for a, b in zip(walls, walls[1:])]
-        kinds: dict[str, list[float]] = defaultdict(list)
-        for i, d in enumerate(durations, start=warmup):
-            kinds["both" if i % R1_INTERVAL == 0 else "greg" if i % PL_INTERVAL == 0 else "plain"].append(d)
-        self.wall = len(durations) * batch_size / (walls[-1] - walls[0])
-        med = {k: statistics.median(kinds[k]) if kinds[k] else math.nan for k in ("plain", "greg", "both")}
-        cycle = (R1_INTERVAL - R1_INTERVAL // PL_INTERVAL) * med["plain"] + (R1_INTERVAL // PL_INTERVAL - 1) * med["greg"]
-        self.robust = R1_INTERVAL * batch_size / (cycle + med["both"])
-        self.milliseconds = {k: 1000 * v for k, v in med.items()}
+    def __init__(self, stamps: list[tuple[float, float]], phase_seconds: float, batch_size: int) -> None:
+        iterations = len(stamps) - 1
+        elapsed = stamps[-1][0] - stamps[0][0]
+        self.wall = iterations * batch_size / elapsed
+        self.cpu = iterations * batch_size * torch.get_num_threads() / (stamps[-1][1] - stamps[0][1])
+        self.iteration_ms = 1000 * elapsed / iterations
+        self.outside_ms = 1000 * (elapsed - phase_seconds) / iterations
+
+
+class _TimedGANModule(GANModule):
+    """GANModule that records how long each phase takes (the same phases the bare loop times)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.phase_times: list[tuple[int, float]] = []
+
+    def _run_phase(self, phase, optimizer, inputs) -> None:  # noqa: ANN001
+        t = time.perf_counter()
+        super()._run_phase(phase, optimizer, inputs)
+        self.phase_times.append((self.iteration, time.perf_counter() - t))
 
 
 def run_ganmodule(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, iterations: int, seed: int) -> Rates:
     torch.manual_seed(seed)
-    module = GANModule(architecture=spec, regularizers=[R1(gamma=R1_GAMMA, interval=R1_INTERVAL), PathLength()],
-                       ema_kimg=EMA_KIMG, ema_rampup=EMA_RAMPUP, metrics=[], seed=seed)
+    module = _TimedGANModule(architecture=spec, regularizers=[R1(gamma=R1_GAMMA, interval=R1_INTERVAL), PathLength()],
+                             ema_kimg=EMA_KIMG, ema_rampup=EMA_RAMPUP, metrics=[], seed=seed)
     clock = _IterationClock(warmup, iterations)
     trainer = Trainer(accelerator="cpu", devices=1, max_steps=-1, max_epochs=-1, logger=False,
                       enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
                       limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock])
-    # the clock stamps iterations warmup .. warmup + iterations (0-based counts after each iteration)
     trainer.fit(module, datamodule(batch_size, warmup + iterations))
-    return Rates(clock.stamps, warmup, batch_size)
+    phase_seconds = sum(t for i, t in module.phase_times if warmup <= i < warmup + iterations)
+    return Rates(clock.stamps, phase_seconds, batch_size)
 
 
 def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, iterations: int, seed: int,
@@ -119,7 +128,7 @@ def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, itera
     opt_g = torch.optim.Adam(G.parameters(), lr=LR * g_ratio, betas=tuple(b ** g_ratio for b in BETAS), eps=1e-8)
     latent_rng = torch.Generator().manual_seed(seed * 7919)
     pl_mean = torch.zeros(())
-    images_seen, stamps = 0, []
+    images_seen, stamps, phase_seconds = 0, [], 0.0
 
     def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -127,9 +136,12 @@ def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, itera
         opt.step()
 
     def mark(name: str, t0: float) -> float:
+        nonlocal phase_seconds
         t = time.perf_counter()
         if phases is not None:
             phases[name].append(t - t0)
+        if name != "EMA" and warmup <= it < warmup + iterations:
+            phase_seconds += t - t0
         return t
 
     for it, (real, _) in enumerate(datamodule(batch_size, warmup + iterations).train_dataloader()):
@@ -170,7 +182,7 @@ def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, itera
         t = mark("EMA", t)
         if it + 1 >= warmup:  # the same stamps as the GANModule clock: after iterations warmup-1 .. end
             stamps.append((t, time.process_time()))
-    return Rates(stamps, warmup, batch_size)
+    return Rates(stamps, phase_seconds, batch_size)
 
 
 def main() -> None:
@@ -194,29 +206,29 @@ def main() -> None:
     if args.phases:
         phases: dict[str, list[float]] = defaultdict(list)
         rate = run_bare(spec, phases=phases, **kw)
-        print(f"bare loop: {rate.wall:.2f} img/s (robust {rate.robust:.2f})")
+        print(f"bare loop: {rate.wall:.2f} img/s ({rate.cpu:.2f} per CPU time)")
         for name, times in phases.items():
             times = times[-max(1, len(times) * args.iterations // (args.iterations + args.warmup)):]
             print(f"  {name:6s} {1000 * statistics.median(times):8.1f} ms median over {len(times)} runs")
         return
-    bare: list[Rates] = []
-    framework: list[Rates] = []
+    runs: dict[str, list[Rates]] = {"bare PyTorch loop": [], "GANModule+Trainer": []}
     for r in range(args.repeats):
-        bare.append(run_bare(spec, **kw))
-        framework.append(run_ganmodule(spec, **kw))
-        print(f"repeat {r + 1}: bare {bare[-1].wall:.2f} img/s (robust {bare[-1].robust:.2f}, cpu {bare[-1].cpu:.2f}), "
-              f"GANModule {framework[-1].wall:.2f} img/s (robust {framework[-1].robust:.2f}, "
-              f"cpu {framework[-1].cpu:.2f})")
-    for label, runs in (("bare PyTorch loop ", bare), ("GANModule+Trainer ", framework)):
-        ms = {k: statistics.median(r.milliseconds[k] for r in runs) for k in runs[0].milliseconds}
-        print(f"{label}: {statistics.median(r.wall for r in runs):.2f} img/s wall, "
-              f"{statistics.median(r.robust for r in runs):.2f} robust, {statistics.median(r.cpu for r in runs):.2f} cpu "
-              f"(medians of {args.repeats}); "
-              f"ms/iteration: plain {ms['plain']:.0f}, +Greg {ms['greg']:.0f}, +Greg+Dreg {ms['both']:.0f}")
-    for kind in ("wall", "robust", "cpu"):
-        b = statistics.median(getattr(r, kind) for r in bare)
-        g = statistics.median(getattr(r, kind) for r in framework)
-        print(f"GANModule overhead ({kind}): {100 * (b / g - 1):+.1f}% (bare img/s / GANModule img/s - 1)")
+        runs["bare PyTorch loop"].append(run_bare(spec, **kw))
+        runs["GANModule+Trainer"].append(run_ganmodule(spec, **kw))
+        print(f"repeat {r + 1}: " + ", ".join(
+            f"{label.split()[0]} {v[-1].wall:.2f} img/s (per CPU time {v[-1].cpu:.2f}, outside phases "
+            f"{v[-1].outside_ms:.1f} ms/it)" for label, v in runs.items()))
+    med = {label: {k: statistics.median(getattr(x, k) for x in v) for k in ("wall", "cpu", "iteration_ms", "outside_ms")}
+           for label, v in runs.items()}
+    for label, m in med.items():
+        print(f"{label}: {m['wall']:.2f} img/s wall-clock, {m['cpu']:.2f} img/s per CPU time, "
+              f"{m['iteration_ms']:.0f} ms/iteration of which {m['outside_ms']:.1f} outside the phases "
+              f"(medians of {args.repeats})")
+    b, g = med["bare PyTorch loop"], med["GANModule+Trainer"]
+    print(f"GANModule overhead, wall-clock:     {100 * (b['wall'] / g['wall'] - 1):+.1f}%")
+    print(f"GANModule overhead, per CPU time:   {100 * (b['cpu'] / g['cpu'] - 1):+.1f}%")
+    print(f"GANModule overhead, outside phases: {100 * (g['outside_ms'] - b['outside_ms']) / b['iteration_ms']:+.2f}% "
+          f"(extra ms/iteration outside the identical phases / bare ms per iteration; the least noisy figure)")
 
 
 if __name__ == "__main__":
