@@ -31,6 +31,7 @@ other commands:
   evaluate              score a trained generator: --ckpt RUN.ckpt --metrics fid,kid,pr,coverage
   generate              sample grids, truncation sweep, interpolation GIF, class rows: --ckpt RUN.ckpt
   export                EMA generator to safetensors + JSON config: --ckpt RUN.ckpt --out G.safetensors
+  diagnose              singular values, stability factor, spectra, AR(1), gradient flow + plots: --ckpt RUN.ckpt
   plugins               list installed plugins (group, name, target, distribution, status)
   recipes               list the training recipes usable with --recipe
 """
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     commands = {"plugins": plugins_command, "recipes": recipes_command,
                 "evaluate": _tool("evaluate_command"), "generate": _tool("generate_command"),
-                "export": _tool("export_command")}
+                "export": _tool("export_command"), "diagnose": _tool("diagnose_command")}
     if args and args[0] in commands:
         return commands[args[0]](args[1:])
     from lightning_gan.lightning_cli import GANCLI  # imports torch and lightning: only for Trainer commands

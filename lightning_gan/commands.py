@@ -432,3 +432,46 @@ def export_command(argv: list[str]) -> int:
     print(f"{'checked:':<10}reloaded generator reproduces the checkpoint's samples bit for bit "
           f"(lightning_gan.checkpoint.load_generator)")
     return 0
+
+
+@_guard
+def diagnose_command(argv: list[str]) -> int:
+    """``lightning-gan diagnose --ckpt RUN.ckpt [--out DIR]`` (or ``--config FILE|RECIPE`` for an untrained model)."""
+    parser = argparse.ArgumentParser(
+        prog="lightning-gan diagnose",
+        description="Measure a model against the theory: singular values and orthogonality per layer, the linearized "
+                    "game's convergence factor, spectra, AR(1) fits, demodulation, gradient flow; tables and PNG plots.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="a GANModule run checkpoint (.ckpt)")
+    source.add_argument("--config", help="a YAML config or recipe name: diagnose the freshly initialised model")
+    parser.add_argument("--out", help="folder for report.json and the plots (default: <ckpt stem>-diagnose/ next to the "
+                                      "checkpoint, ./diagnose-<recipe>/ for --config)")
+    parser.add_argument("--num-samples", type=int, default=256, help="real and generated samples (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-ema", action="store_true", help="the trained generator instead of its EMA")
+    parser.add_argument("--no-plots", action="store_true", help="tables and report.json only")
+    args = parser.parse_args(argv)
+    if args.num_samples < 8:
+        raise ValueError(f"--num-samples must be >= 8, got {args.num_samples}")
+
+    from rich.console import Console
+
+    from lightning_gan.analysis.report import diagnose, load_networks, networks_from_config, print_report
+
+    if args.ckpt:
+        if not Path(args.ckpt).is_file():
+            raise FileNotFoundError(f"--ckpt: no checkpoint file at {args.ckpt}")
+        nets = load_networks(args.ckpt, ema=not args.no_ema)
+        out = Path(args.out) if args.out else Path(args.ckpt).with_name(f"{Path(args.ckpt).stem}-diagnose")
+    else:
+        nets = networks_from_config(args.config)
+        out = Path(args.out) if args.out else Path(f"diagnose-{Path(args.config).stem}")
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with console.status("diagnosing") as status:
+        report = diagnose(nets, out, num_samples=args.num_samples, seed=args.seed, plots=not args.no_plots,
+                          step=lambda name: status.update(f"diagnosing: {name}"))
+    out_console = Console(width=max(Console().width, 120))
+    print_report(report, out_console)
+    out_console.print(f"{'time:':24s}{time.perf_counter() - start:.1f} s")
+    return 0

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
@@ -42,6 +43,7 @@ from lightning_gan.interfaces import (
 )
 from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric
 from lightning_gan.phases import Phase, PhaseSchedule
+from lightning_gan.precision.plugins import GANPrecision
 
 __all__ = ["GANModule"]
 
@@ -229,6 +231,13 @@ class GANModule(LightningModule):
                 f"GANModule supports single-device and DDP strategies (ddp, ddp_spawn, ddp_notebook); got "
                 f"{type(strategy).__name__}. Sharded strategies (FSDP, DeepSpeed) are not supported yet."
             )
+        precision = self.trainer.precision_plugin
+        if isinstance(precision, MixedPrecision) and precision.scaler is not None and not isinstance(precision, GANPrecision):
+            raise ConfigError(
+                "precision='16-mixed' shares one GradScaler between the generator and the discriminator and updates it "
+                "after every optimizer step (an overflow in D halves G's scale too). Use --trainer.plugins=fp16-dynamic "
+                "(one loss scale per network, updated once per iteration) or --trainer.precision=bf16-mixed."
+            )
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             _check_data(self.generator, self.discriminator, datamodule)
@@ -300,8 +309,13 @@ class GANModule(LightningModule):
         opts = {"discriminator": optimizers[0], "generator": optimizers[1]}
         inputs = PenaltyInputs(generator=self.generator, discriminator=self.discriminator, real=real,
                                real_c=real_c, latent_sampler=lambda k: self._sample_latents(k, real_c))
+        precision = self.trainer.precision_plugin
+        gan_precision = precision if isinstance(precision, GANPrecision) else None
         for phase in self.schedule.phases(self.iteration):
-            self._run_phase(phase, opts[phase.network], inputs)
+            with gan_precision.network(phase.network) if gan_precision else contextlib.nullcontext():
+                self._run_phase(phase, opts[phase.network], inputs)
+        if gan_precision is not None:
+            gan_precision.end_iteration()  # loss scales change once per iteration, never per optimizer step
 
         batch_images = n * self.trainer.world_size
         if self.generator_ema is not None:

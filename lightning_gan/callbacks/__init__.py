@@ -1,8 +1,11 @@
-"""Callbacks for GAN training: sample pictures, periodic metrics, a kimg-aware progress bar, lazy R1."""
+"""Callbacks for GAN training: sample pictures, periodic metrics, a kimg-aware progress bar, lazy R1, loss scales, stability."""
 
+from lightning_gan.callbacks.interrupt import InterruptCheckpoint
 from lightning_gan.callbacks.lazy_r1 import LazyR1
+from lightning_gan.callbacks.loss_scale import LossScaleMonitor
 from lightning_gan.callbacks.metrics import MetricsCallback
 from lightning_gan.callbacks.progress import GANProgressBar
 from lightning_gan.callbacks.sample_grid import SampleGrid
+from lightning_gan.callbacks.stability import StabilityMonitor
 
-__all__ = ["GANProgressBar", "LazyR1", "MetricsCallback", "SampleGrid"]
+__all__ = ["GANProgressBar", "InterruptCheckpoint", "LazyR1", "LossScaleMonitor", "MetricsCallback", "SampleGrid", "StabilityMonitor"]

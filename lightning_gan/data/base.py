@@ -146,3 +146,18 @@ class GANDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(SeedDataset(self.num_predict), batch_size=self.batch_size,
                           generator=torch.Generator().manual_seed(self.seed))
+
+
+def check_resolution(resolution: int) -> None:
+    """A power of two from 8 to 256, the sizes the procedural image datasets render."""
+    if not (isinstance(resolution, int) and 8 <= resolution <= 256 and resolution & (resolution - 1) == 0):
+        raise ValueError(f"resolution must be a power of two from 8 to 256 (8, 16, ..., 256), got {resolution!r}")
+
+
+def check_image_args(resolution: int, channels: int, num_samples: int) -> None:
+    """The argument checks shared by the procedural image datasets (shapes, textures)."""
+    check_resolution(resolution)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")

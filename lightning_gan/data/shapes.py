@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lightning_gan.data.base import GANDataModule
+from lightning_gan.data.base import GANDataModule, check_image_args
 
 __all__ = [
     "SHAPES",
@@ -305,11 +305,7 @@ class ShapesDataset(Dataset):
     def __init__(self, *, num_samples: int = 50_000, resolution: int = 32, channels: int = 3,
                  classes: Sequence[str] | None = None, size_range: tuple[float, float] = (0.35, 0.85),
                  seed: int = 0) -> None:
-        _check_resolution(resolution)
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        check_image_args(resolution, channels, num_samples)
         self.num_samples = int(num_samples)
         self.resolution = int(resolution)
         self.channels = int(channels)
@@ -337,10 +333,6 @@ class ShapesDataset(Dataset):
         f = self.factors(indices)
         return render_shapes(f, resolution=self.resolution), f.label
 
-
-def _check_resolution(resolution: int) -> None:
-    if not (isinstance(resolution, int) and 8 <= resolution <= 256 and resolution & (resolution - 1) == 0):
-        raise ValueError(f"resolution must be a power of two from 8 to 256 (8, 16, ..., 256), got {resolution!r}")
 
 
 class ShapesDataModule(GANDataModule):
@@ -372,11 +364,7 @@ class ShapesDataModule(GANDataModule):
             num_predict: how many samples ``predict`` generates.
         """
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict)
-        _check_resolution(resolution)
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        check_image_args(resolution, channels, num_samples)
         self.resolution = int(resolution)
         self.channels = int(channels)
         self.classes = _check_classes(classes)

@@ -75,9 +75,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_gan.data.base import check_resolution
 from lightning_gan.data.shapes import (
     _check_classes,
-    _check_resolution,
     _check_size_range,
     render_shapes,
     shape_factors,
@@ -148,7 +148,7 @@ class ShapesClassifier(FeatureExtractor):
     def __init__(self, *, resolution: int, channels: int = 3, classes: Sequence[str] | None = None,
                  width: int = 16, feature_dim: int = FEATURE_DIM) -> None:
         super().__init__()
-        _check_resolution(resolution)
+        check_resolution(resolution)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.resolution = int(resolution)
@@ -386,7 +386,7 @@ def _data_settings(source: Any) -> dict[str, Any]:
         raise TypeError(f"The shapes metrics and the shapes classifier need shapes data (a datamodule like "
                         f"ShapesDataModule with {', '.join(_NEEDED)}); {what} has no {', '.join(missing)}")
     try:
-        _check_resolution(values["resolution"])
+        check_resolution(values["resolution"])
         classes = _check_classes(values["classes"])
         size_range = _check_size_range(values["size_range"])
     except ValueError as exc:

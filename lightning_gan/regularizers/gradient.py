@@ -1,10 +1,14 @@
 """Penalties on the discriminator's input gradient: R1 (real), R2 (fake), WGAN-GP (interpolates).
 
-The input gradients are taken with ``create_graph=True`` and run in fp32 (autocast off), because an
+The input gradients are taken with ``create_graph=True`` and run in fp32 (autocast off, and
+``force_fp32=True`` for discriminators whose forward takes it, e.g. StyleGAN2's float16 blocks), because an
 autograd penalty bypasses any loss scaling that ``manual_backward`` applies.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 import torch
 from torch import Tensor
@@ -18,10 +22,20 @@ def input_gradient_sq_norm(discriminator: Discriminator, x: Tensor, c: Tensor | 
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
     x.requires_grad_(True)
+    # The whole penalty, its backward included, outside autocast: under autocast even the backward's matmuls
+    # would be recast to float16 (the autograd engine runs them with the caller's autocast state).
     with torch.autocast(device_type=x.device.type, enabled=False):
-        logits = discriminator(x, c)
-    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
-    return grad.square().flatten(1).sum(1)  # [N]
+        logits = discriminator(x, c, force_fp32=True) if _takes_force_fp32(type(discriminator)) else discriminator(x, c)
+        (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
+        return grad.square().flatten(1).sum(1)  # [N]
+
+
+@functools.cache
+def _takes_force_fp32(cls: type) -> bool:
+    try:
+        return "force_fp32" in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class R1(Regularizer):

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
+from lightning_gan.precision import FP16DynamicPrecision
+
 
 class DumpRankState(Callback):
     """Writes ``rank<k>.pt`` with the generator (and EMA) weights, counters and a digest of the first batch."""
@@ -29,4 +31,21 @@ class DumpRankState(Callback):
             "images_seen": pl_module.images_seen,
             "world_size": trainer.world_size,
             "first_batch": self.first_batch,
+            "scalers": {k: s.state_dict() for k, s in getattr(trainer.precision_plugin, "scalers", {}).items()},
         }, Path(self.dirpath) / f"rank{trainer.global_rank}.pt")
+
+
+class InjectInf(FP16DynamicPrecision):
+    """fp16-dynamic that puts an inf into one gradient of ``network`` on one rank at one iteration, after the
+    gradients were averaged over ranks: only the all-reduced overflow decision can make the other rank skip."""
+
+    def __init__(self, *, rank: int = 1, iteration: int = 2, network: str = "discriminator", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rank, self.iteration, self.network_name = rank, iteration, network
+
+    def optimizer_step(self, optimizer, model, closure, **kwargs):
+        if (model.iteration == self.iteration and self._active == self.network_name
+                and model.trainer.global_rank == self.rank):
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            grads[0].view(-1)[0] = float("inf")
+        return super().optimizer_step(optimizer, model, closure, **kwargs)

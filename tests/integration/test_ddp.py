@@ -44,3 +44,36 @@ def test_quickstart_under_ddp_keeps_ranks_identical(tmp_path, strategy) -> None:
     for net in ("generator", "generator_ema", "discriminator"):
         for key in r0[net]:
             assert torch.equal(r0[net][key], r1[net][key]), f"{net}.{key} differs between ranks"
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_fp16_dynamic_under_ddp_one_ranks_inf_makes_both_skip(tmp_path, strategy) -> None:
+    """fp16-dynamic + lazy R1 + EMA on 2 processes: an inf injected into D's averaged gradients on rank 1 only
+    makes both ranks skip D's step and halve D's scale; weights and scales stay identical on both ranks."""
+    probe = json.dumps({"class_path": "ddp_probe.DumpRankState", "init_args": {"dirpath": str(tmp_path / "ranks")}})
+    plugin = json.dumps({"class_path": "ddp_probe.InjectInf", "init_args": {
+        "rank": 1, "iteration": 2, "network": "discriminator", "init_scale": 1024.0, "growth_interval": 5,
+        "underflow_threshold": None}})
+    cmd = [
+        sys.executable, "-m", "lightning_gan.cli", "fit", "--recipe", "quickstart",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.strategy={strategy}",
+        f"--trainer.plugins={plugin}", f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}", "--data.num_samples=4000", "--data.batch_size=100",
+        "--model.total_kimg=3", f"--trainer.callbacks+={probe}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    r0 = torch.load(tmp_path / "ranks" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "ranks" / "rank1.pt", weights_only=True)
+    assert r0["iteration"] == r1["iteration"] == 15
+    assert r0["scalers"] == r1["scalers"]
+    d, g = r0["scalers"]["discriminator"], r0["scalers"]["generator"]
+    # D: 15 Dmain + 4 lazy R1 steps (every 4th iteration), one skipped on both ranks; G never skipped.
+    assert (d["steps"], d["skipped"], d["overflows"]) == (15 + 4, 1, 1)
+    assert (g["steps"], g["skipped"], g["overflows"]) == (15, 0, 0)
+    # growth every 5 healthy iterations: G 1024 -> x2 at 5, 10, 15; D halves at 2, then 12 healthy -> x2 at 7, 12
+    assert g["scale"] == 1024.0 * 8 and d["scale"] == 512.0 * 4
+    for net in ("generator", "generator_ema", "discriminator"):
+        for key in r0[net]:
+            assert torch.equal(r0[net][key], r1[net][key]), f"{net}.{key} differs between ranks"

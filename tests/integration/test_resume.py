@@ -121,3 +121,39 @@ def test_last_checkpoint_of_a_run_resumes_with_callback_state(tmp_path) -> None:
     assert grid_state and grid_state[0]["last_kimg"] == pytest.approx(0.2)  # 0.24 is written after the last save
     assert ckpt["state_dict"]["_extra_state"]["iteration"] == 12
     assert len(ckpt["optimizer_states"]) == 2
+
+
+class Crash(Callback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.iteration == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupt_checkpoint_saves_never_auto_resumes_and_is_removed_once_made_good(tmp_path) -> None:
+    from lightning_gan.callbacks import InterruptCheckpoint
+
+    saver = InterruptCheckpoint(tmp_path / "run", "interrupted")
+    module, data = build()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer(tmp_path / "a", max_epochs=2, callbacks=[saver, Crash(5)], enable_checkpointing=False).fit(module, data)
+    path = tmp_path / "run" / "interrupted.ckpt"
+    assert torch.load(path, weights_only=True)["state_dict"]["_extra_state"]["iteration"] == 5
+
+    starts = []
+
+    class Start(Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            starts.append(pl_module.iteration)
+
+    module, data = build()  # the same command without --ckpt_path: a fresh run, the file is left alone
+    trainer(tmp_path / "b", max_epochs=1, callbacks=[saver, Start()], enable_checkpointing=False).fit(module, data)
+    assert starts == [0] and path.is_file()
+
+    module, data = build()  # continue from it: once that run finishes, the interruption is made good
+    trainer(tmp_path / "c", max_epochs=1, callbacks=[saver, Start()], enable_checkpointing=False).fit(
+        module, data, ckpt_path=path)
+    assert starts == [0, 5] and module.iteration > 5, (starts, module.iteration)
+    assert not path.exists()
