@@ -125,7 +125,8 @@ def networks_from_config(config: str | os.PathLike[str]) -> Networks:
     model = cfg.get("model") or {}
     if "architecture" not in model:
         raise ConfigError(f"{path} has no model.architecture")
-    torch.manual_seed(int(cfg.get("seed_everything") or 0) if not isinstance(cfg.get("seed_everything"), bool) else 0)
+    seed = cfg.get("seed_everything")
+    torch.manual_seed(seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)  # the recipe's initial weights
     pair = registry.resolve("architectures", model["architecture"]).build()
     lrs = {}
     for name, key in (("discriminator", "d_optimizer"), ("generator", "g_optimizer")):
