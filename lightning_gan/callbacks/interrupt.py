@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
@@ -56,6 +55,3 @@ class InterruptCheckpoint(Callback):
         if (stage == "fit" and not trainer.interrupted and resumed_from
                 and Path(resumed_from).resolve() == Path(self.ckpt_path).resolve()):
             trainer.strategy.remove_checkpoint(self.ckpt_path)  # the interruption has been made good
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}

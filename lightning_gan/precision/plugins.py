@@ -20,7 +20,8 @@ outer backward (of the scaled total loss) is scaled, and their values equal floa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 import torch
@@ -41,7 +42,7 @@ class GANPrecision:
     ``scalers`` maps a network name to its loss scaler (empty when the plugin does not scale).
     """
 
-    scalers: dict[str, DynamicLossScaler] = {}
+    scalers: Mapping[str, DynamicLossScaler] = MappingProxyType({})  # read-only: shared by every instance
 
     @contextlib.contextmanager
     def network(self, name: str) -> Iterator[None]:
