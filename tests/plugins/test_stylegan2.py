@@ -504,3 +504,55 @@ def test_path_length_runs_in_gan_module_and_is_checkpointed(tmp_path) -> None:
     assert float(module.regularizers[1].mean_length) > 0
     assert "regularizers.1.mean_length" in module.state_dict()
     assert float(module.generator.w_avg.abs().sum()) > 0
+
+
+def _colour_by_class(n: int, red_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """8x8 images whose colour is their class: ``red_class`` is red (+0.8 in channel 0), the other blue."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(2, (n,), generator=g)
+    x = torch.full((n, 3, 8, 8), -0.8)
+    x[labels == red_class, 0] = 0.8
+    x[labels != red_class, 2] = 0.8
+    return x + 0.05 * torch.randn(x.shape, generator=g), labels
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("red_class", [0, 1])
+def test_conditional_model_learns_the_class_colour_association(red_class: int) -> None:
+    """End to end through GANModule: G follows the labels' colours, and D prefers the matching condition.
+
+    Known answer: red minus blue is +1.6 for the red class and -1.6 for the other. Both label conventions
+    are trained from the same seed, so a generator that splits colours by c without D's conditional signal
+    (the mapping network gives each class its own w region, hence its own colour, by chance) matches only
+    one of them: with D's condition shuffled, both runs make class 0 red. D's margin is the mean logit of
+    real images with their own class minus with the swapped class (about 2 here; 0.0 with shuffled c).
+    """
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_gan.module import GANModule
+    from lightning_gan.regularizers import R1
+
+    torch.manual_seed(0)
+    x, labels = _colour_by_class(2048, red_class, seed=0)
+    spec = StyleGAN2Architecture(resolution=8, c_dim=2, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128,
+                                 channel_max=16)
+    module = GANModule(architecture=spec, regularizers=[R1(gamma=0.1, interval=4)], metrics=[], ema_kimg=None,
+                       g_optimizer=lambda p: torch.optim.Adam(p, lr=0.005, betas=(0.0, 0.99)),
+                       d_optimizer=lambda p: torch.optim.Adam(p, lr=0.005, betas=(0.0, 0.99)))
+    trainer = Trainer(max_steps=200, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                      limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, DataLoader(TensorDataset(x, labels), batch_size=16, shuffle=True))  # 100 iterations
+    G, D = module.generator.eval(), module.discriminator.eval()
+    with torch.no_grad():
+        for k in range(2):
+            c = F.one_hot(torch.full((256,), k), 2).float()
+            img = G(torch.randn(256, 16, generator=_gen(seed=k)), c)
+            red_minus_blue = (img[:, 0] - img[:, 2]).mean((1, 2))  # [N]
+            expected = 1.6 if k == red_class else -1.6
+            assert (red_minus_blue * expected > 0).float().mean() > 0.95, (k, red_minus_blue.mean())
+            assert abs(float(red_minus_blue.mean()) - expected) < 0.8, (k, red_minus_blue.mean())
+        real, real_labels = _colour_by_class(512, red_class, seed=1)
+        own = F.one_hot(real_labels, 2).float()
+        margin = (D(real, own) - D(real, 1 - own)).mean()
+    assert margin > 0.5
