@@ -112,6 +112,8 @@ def main() -> None:
     queue, running, started, wall = list(configs.items()), {}, time.perf_counter(), {}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
     while queue or running:
+        if args.deadline is not None and time.perf_counter() - started > args.deadline:
+            queue.clear()  # past the deadline: start nothing more
         while queue and len(running) < args.parallel:
             name, config = queue.pop(0)
             run_dir = args.out / name
@@ -134,7 +136,7 @@ def main() -> None:
                 del running[name]
                 print(f"finished {name}: exit {proc.returncode} after {wall[name][0]:.0f} s", flush=True)
 
-    for name in variants:
+    for name in wall:
         run_dir = args.out / name
         if not args.keep_checkpoints:
             for ckpt in run_dir.rglob("*.ckpt"):
