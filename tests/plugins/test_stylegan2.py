@@ -46,6 +46,7 @@ def _gen(**kwargs) -> torch.Generator:
     (8, "resnet", "orig", 0, {"noise_mode": "const", "noise_phi": 0.5, "fused_modconv": "fused"}),
     (16, "skip", "resnet", 0, {"num_fp16_res": 2, "conv_clamp": 256.0, "channels_last": False}),
     (4, "skip", "skip", 2, {}),
+    (16, "orig", "resnet", 3, {"synthesis_input": "linear"}),
 ])
 def test_conformance(resolution: int, g_arch: str, d_arch: str, c_dim: int, extra: dict) -> None:
     spec = StyleGAN2Architecture(resolution=resolution, c_dim=c_dim, g_architecture=g_arch, d_architecture=d_arch,
@@ -76,6 +77,7 @@ def test_path_length_and_r1_pass_the_regularizer_kit(c_dim: int) -> None:
 @pytest.mark.parametrize("kwargs", [
     dict(resolution=12), dict(resolution=2048), dict(g_architecture="dense"), dict(noise_mode="loud"),
     dict(style_mixing=1.5), dict(noise_phi=1.0), dict(conv_clamp=0.0), dict(fused_modconv="maybe"), dict(z_dim=0),
+    dict(synthesis_input="noise"),
 ])
 def test_spec_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -280,9 +282,10 @@ def test_truncation_with_cutoff_changes_only_the_first_ws() -> None:
     torch.testing.assert_close(t[:, 2:], w[:, 2:])
 
 
-def test_truncation_psi_zero_returns_the_w_avg_image() -> None:
+@pytest.mark.parametrize("synthesis_input", ["const", "linear"])
+def test_truncation_psi_zero_returns_the_w_avg_image(synthesis_input: str) -> None:
     torch.manual_seed(0)
-    g = StyleGAN2Architecture(resolution=8, **SMALL).build().generator
+    g = StyleGAN2Architecture(resolution=8, synthesis_input=synthesis_input, **SMALL).build().generator
     g.train()
     g(torch.randn(16, 8))  # w_avg moves away from zero
     g.eval()
@@ -291,6 +294,39 @@ def test_truncation_psi_zero_returns_the_w_avg_image() -> None:
         images = g(torch.randn(5, 8), truncation_psi=0.0, noise_mode="const")
         reference = g.synthesis(g.w_avg[None], noise_mode="const")  # one w for every layer
     torch.testing.assert_close(images, reference.expand_as(images), rtol=0, atol=1e-6)
+
+
+def test_linear_synthesis_input_is_a_unit_variance_map_of_the_first_w() -> None:
+    """``synthesis_input="linear"``: the 4x4 input is ``(W / sqrt(w_dim)) w_0`` reshaped to [C, 4, 4], with unit
+    variance at init for unit-variance w, and no other w reaches it; the paper's constant ignores every w."""
+    torch.manual_seed(0)
+    kwargs = dict(resolution=8, z_dim=8, w_dim=256, mapping_layers=2, channel_base=512, channel_max=64)
+    inputs = {}
+
+    def capture(name):  # noqa: ANN001, ANN202
+        return lambda module, args: inputs.__setitem__(name, args[0].detach().clone())
+
+    nets = {}
+    for mode in ("const", "linear"):
+        net = StyleGAN2Architecture(synthesis_input=mode, **kwargs).build().generator.synthesis_network
+        net.blocks[0].conv1.register_forward_pre_hook(capture(mode))
+        nets[mode] = net
+    ws = torch.randn(512, nets["linear"].num_ws, 256)
+    ws2 = ws.clone()
+    ws2[:, 1:] = torch.randn_like(ws2[:, 1:])  # every w but the first changed
+    lin = nets["linear"].blocks[0].input
+    expected = (ws[:, 0] @ lin.weight.t() / math.sqrt(256)).view(512, 64, 4, 4)
+    with torch.no_grad():
+        nets["linear"](ws, noise_mode="const")
+        first = inputs["linear"]
+        torch.testing.assert_close(first, expected, rtol=1e-4, atol=1e-5)
+        assert abs(float(first.var()) - 1.0) < 0.05  # 64 x 16 outputs of 256 inputs, 512 samples
+        nets["linear"](ws2, noise_mode="const")
+        torch.testing.assert_close(inputs["linear"], first)
+        nets["linear"](ws[:, [1, 0] + list(range(2, ws.shape[1]))], noise_mode="const")
+        assert (inputs["linear"] - first).abs().mean() > 0.5  # another first w: another input
+        nets["const"](ws, noise_mode="const")
+        torch.testing.assert_close(inputs["const"], nets["const"].blocks[0].const.detach().expand(512, -1, -1, -1))
 
 
 def test_synthesis_broadcasts_one_w_to_every_layer() -> None:

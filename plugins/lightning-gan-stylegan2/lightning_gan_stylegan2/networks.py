@@ -18,7 +18,7 @@ from lightning_gan_stylegan2.discriminator import DiscriminatorArchitecture, Sty
 from lightning_gan_stylegan2.layers import FUSED_MODES, NOISE_MODES, FusedMode, NoiseMode
 from lightning_gan_stylegan2.mapping import MappingNetwork
 from lightning_gan_stylegan2.synthesis import ARCHITECTURES as G_ARCHITECTURES
-from lightning_gan_stylegan2.synthesis import SynthesisArchitecture, SynthesisNetwork
+from lightning_gan_stylegan2.synthesis import SYNTHESIS_INPUTS, SynthesisArchitecture, SynthesisInput, SynthesisNetwork
 
 __all__ = ["StyleGAN2Architecture", "StyleGAN2Discriminator", "StyleGAN2Generator", "mix_styles"]
 
@@ -52,7 +52,7 @@ class StyleGAN2Generator(Generator):
                  channel_base: int = 32768, channel_max: int = 512, architecture: SynthesisArchitecture = "skip",
                  style_mixing: float = 0.9, num_fp16_res: int = 0, conv_clamp: float | None = None,
                  noise_mode: NoiseMode = "random", noise_phi: float = 0.0, fused_modconv: FusedMode = "auto",
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
         """
         Args:
             z_dim: latent size.
@@ -73,6 +73,7 @@ class StyleGAN2Generator(Generator):
             noise_phi: AR(1) coefficient of spatially correlated noise (0 = i.i.d. per pixel).
             fused_modconv: evaluation of the modulated convs: "auto", "fused" or "plain".
             channels_last: channels_last feature maps (faster on CPU).
+            synthesis_input: the 4x4 input of the synthesis network: "const" (the paper) or "linear".
         """
         super().__init__(z_dim=z_dim, c_dim=c_dim, output_shape=(img_channels, resolution, resolution))
         check_resolution(resolution)
@@ -85,7 +86,7 @@ class StyleGAN2Generator(Generator):
         self.synthesis_network = SynthesisNetwork(
             w_dim=w_dim, resolution=resolution, img_channels=img_channels, channel_base=channel_base,
             channel_max=channel_max, architecture=architecture, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
-            noise_phi=noise_phi, fused=fused_modconv, channels_last=channels_last)
+            noise_phi=noise_phi, fused=fused_modconv, channels_last=channels_last, synthesis_input=synthesis_input)
         self.num_ws = self.synthesis_network.num_ws
         self.mapping_network = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
                                               num_layers=mapping_layers, lr_mul=mapping_lr_mul, w_avg_beta=w_avg_beta)
@@ -153,6 +154,7 @@ class StyleGAN2Architecture(ArchitectureSpec):
         d_mapping_layers: int = 2,
         fused_modconv: FusedMode = "auto",
         channels_last: bool = True,
+        synthesis_input: SynthesisInput = "const",
     ) -> None:
         """
         Args:
@@ -179,6 +181,9 @@ class StyleGAN2Architecture(ArchitectureSpec):
             d_mapping_layers: fully connected layers of the discriminator's condition embedding.
             fused_modconv: modulated convs: "auto" (plain path for 3x3 convs, fused ToRGB), "fused", "plain".
             channels_last: channels_last feature maps (faster convolutions on CPU).
+            synthesis_input: the synthesis network's 4x4 input: "const" (the paper's learned constant) or
+                "linear" (an equalized-lr linear map of the first w, as DCGAN/BigGAN generators start; it
+                lets w place objects that sit at random positions, see the ``stylegan2-shapes32`` recipe).
         """
         check_resolution(resolution)
         for name, value in dict(channels=channels, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
@@ -195,6 +200,8 @@ class StyleGAN2Architecture(ArchitectureSpec):
                              f"{g_architecture!r} and {d_architecture!r}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        if synthesis_input not in SYNTHESIS_INPUTS:
+            raise ValueError(f"synthesis_input must be one of {SYNTHESIS_INPUTS}, got {synthesis_input!r}")
         if fused_modconv not in FUSED_MODES:
             raise ValueError(f"fused_modconv must be one of {FUSED_MODES}, got {fused_modconv!r}")
         if not 0.0 <= style_mixing <= 1.0:
@@ -212,6 +219,7 @@ class StyleGAN2Architecture(ArchitectureSpec):
         self.mbstd_group, self.mbstd_channels = mbstd_group, mbstd_channels
         self.cmap_dim, self.d_mapping_layers = cmap_dim, d_mapping_layers
         self.fused_modconv, self.channels_last = fused_modconv, channels_last
+        self.synthesis_input = synthesis_input
 
     def build(self) -> NetworkPair:
         common = dict(resolution=self.resolution, img_channels=self.channels, channel_base=self.channel_base,
@@ -221,7 +229,7 @@ class StyleGAN2Architecture(ArchitectureSpec):
             z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, mapping_layers=self.mapping_layers,
             mapping_lr_mul=self.mapping_lr_mul, w_avg_beta=self.w_avg_beta, architecture=self.g_architecture,
             style_mixing=self.style_mixing, noise_mode=self.noise_mode, noise_phi=self.noise_phi,
-            fused_modconv=self.fused_modconv, **common)
+            fused_modconv=self.fused_modconv, synthesis_input=self.synthesis_input, **common)
         discriminator = StyleGAN2Discriminator(
             c_dim=self.c_dim, architecture=self.d_architecture, mbstd_group=self.mbstd_group,
             mbstd_channels=self.mbstd_channels, cmap_dim=self.cmap_dim, mapping_layers=self.d_mapping_layers, **common)

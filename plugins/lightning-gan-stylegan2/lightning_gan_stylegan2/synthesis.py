@@ -1,7 +1,10 @@
 """StyleGAN2's synthesis network: w [N, num_ws, w_dim] -> images, from a learned constant 4x4 input.
 
 One ``SynthesisBlock`` per resolution 4, 8, ..., R. The 4x4 block holds the learned constant and one
-modulated 3x3 conv; every other block upsamples by 2 in its first modulated conv (transposed conv +
+modulated 3x3 conv (``synthesis_input="linear"`` replaces the constant by an equalized-lr linear map of the
+first w to the 4x4 input, as the first layer of DCGAN/BigGAN generators: a deviation from the paper for data
+whose objects sit at random positions, where a constant input leaves the layout to the styles and the
+noise alone); every other block upsamples by 2 in its first modulated conv (transposed conv +
 FIR filter) and has a second one. Each conv layer adds per-pixel noise and a bias, then leaky ReLU.
 Architectures (Karras et al. 2020, Fig. 7):
 
@@ -37,6 +40,7 @@ from lightning_gan_stylegan2.layers import (
     LRELU_SLOPE,
     NOISE_MODES,
     EqualConv2d,
+    EqualLinear,
     FusedMode,
     ModulatedConv2d,
     NoiseInjection,
@@ -56,6 +60,8 @@ __all__ = [
 ]
 
 SynthesisArchitecture = Literal["orig", "skip", "resnet"]
+SynthesisInput = Literal["const", "linear"]
+SYNTHESIS_INPUTS = ("const", "linear")
 ARCHITECTURES = ("orig", "skip", "resnet")
 
 
@@ -139,7 +145,7 @@ class SynthesisBlock(nn.Module):
     def __init__(self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: SynthesisArchitecture = "skip", use_fp16: bool = False,
                  conv_clamp: float | None = None, noise_phi: float = 0.0, fused: FusedMode = "auto",
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
         """
         Args:
             in_channels: channels of the previous block's output; 0 for the first (4x4, learned constant) block.
@@ -154,10 +160,14 @@ class SynthesisBlock(nn.Module):
             noise_phi: AR(1) coefficient of the noise (0 = i.i.d.).
             fused: evaluation of the modulated convs.
             channels_last: keep feature maps in channels_last memory format (faster convolutions on CPU).
+            synthesis_input: the first block's 4x4 input: "const" (learned constant, the paper) or "linear"
+                (an equalized-lr linear map of the block's w, unit variance at init).
         """
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"synthesis architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if synthesis_input not in SYNTHESIS_INPUTS:
+            raise ValueError(f"synthesis_input must be one of {SYNTHESIS_INPUTS}, got {synthesis_input!r}")
         self.in_channels, self.out_channels, self.resolution = int(in_channels), int(out_channels), int(resolution)
         self.architecture, self.is_last, self.use_fp16 = architecture, bool(is_last), bool(use_fp16)
         self.channels_last = bool(channels_last)
@@ -165,11 +175,16 @@ class SynthesisBlock(nn.Module):
         residual = architecture == "resnet" and in_channels > 0
         if in_channels == 0:
             if resolution != 4:
-                raise ValueError(f"the first synthesis block starts from a 4x4 constant, got resolution {resolution}")
-            self.const = nn.Parameter(torch.randn(out_channels, 4, 4))  # [C, 4, 4]
+                raise ValueError(f"the first synthesis block starts from a 4x4 input, got resolution {resolution}")
+            if synthesis_input == "const":
+                self.const = nn.Parameter(torch.randn(out_channels, 4, 4))  # [C, 4, 4]
+                self.input = None
+            else:
+                self.const = None
+                self.input = EqualLinear(in_features=w_dim, out_features=out_channels * 16)  # w -> [C * 4 * 4]
             self.conv0 = None
         else:
-            self.const = None
+            self.const = self.input = None
             self.conv0 = SynthesisLayer(in_channels=in_channels, out_channels=out_channels, up=2, **layer)
         self.conv1 = SynthesisLayer(in_channels=out_channels, out_channels=out_channels,
                                     gain=math.sqrt(0.5) if residual else 1.0, **layer)
@@ -186,9 +201,12 @@ class SynthesisBlock(nn.Module):
         dtype = block_dtype(self.use_fp16, param_dtype, ws.device, force_fp32)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         w = ws.unbind(1)
-        if self.const is not None:
-            x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=fmt)
-            x = self.conv1(x, w[0], noise_mode, fused)  # [N, C, 4, 4]
+        if self.conv0 is None:
+            if self.const is not None:
+                x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            else:
+                x = self.input(w[0]).to(dtype).view(ws.shape[0], -1, 4, 4)
+            x = self.conv1(x.contiguous(memory_format=fmt), w[0], noise_mode, fused)  # [N, C, 4, 4]
         else:
             x = x.to(dtype=dtype, memory_format=fmt)
             y = self.skip(x) if self.skip is not None else None
@@ -214,7 +232,7 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, *, w_dim: int, resolution: int, img_channels: int = 3, channel_base: int = 32768,
                  channel_max: int = 512, architecture: SynthesisArchitecture = "skip", num_fp16_res: int = 0,
                  conv_clamp: float | None = None, noise_phi: float = 0.0, fused: FusedMode = "auto",
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
         """
         Args:
             w_dim: size of w.
@@ -228,6 +246,7 @@ class SynthesisNetwork(nn.Module):
             noise_phi: AR(1) coefficient of the noise inputs (0 = i.i.d.).
             fused: evaluation of the modulated convs.
             channels_last: channels_last feature maps.
+            synthesis_input: the 4x4 input: "const" (learned constant) or "linear" (a linear map of the first w).
         """
         super().__init__()
         if fused not in FUSED_MODES:
@@ -236,6 +255,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
         self.w_dim, self.resolution, self.img_channels = int(w_dim), int(resolution), int(img_channels)
         self.architecture, self.num_fp16_res, self.conv_clamp = architecture, int(num_fp16_res), conv_clamp
+        self.synthesis_input = synthesis_input
         self.block_resolutions = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
         fp16 = fp16_resolutions(resolution, num_fp16_res)
         blocks, in_ch = [], 0
@@ -244,7 +264,8 @@ class SynthesisNetwork(nn.Module):
             blocks.append(SynthesisBlock(in_channels=in_ch, out_channels=out_ch, w_dim=w_dim, resolution=res,
                                          img_channels=img_channels, is_last=res == resolution,
                                          architecture=architecture, use_fp16=res in fp16, conv_clamp=conv_clamp,
-                                         noise_phi=noise_phi, fused=fused, channels_last=channels_last))
+                                         noise_phi=noise_phi, fused=fused, channels_last=channels_last,
+                                         synthesis_input=synthesis_input))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = sum(b.num_conv for b in blocks) + 1
@@ -266,4 +287,4 @@ class SynthesisNetwork(nn.Module):
     def extra_repr(self) -> str:
         return (f"w_dim={self.w_dim}, resolution={self.resolution}, img_channels={self.img_channels}, "
                 f"num_ws={self.num_ws}, architecture={self.architecture!r}, num_fp16_res={self.num_fp16_res}, "
-                f"conv_clamp={self.conv_clamp}")
+                f"conv_clamp={self.conv_clamp}, synthesis_input={self.synthesis_input!r}")
