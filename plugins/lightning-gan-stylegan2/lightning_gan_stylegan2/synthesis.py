@@ -148,7 +148,7 @@ class SynthesisBlock(nn.Module):
                  channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
         """
         Args:
-            in_channels: channels of the previous block's output; 0 for the first (4x4, learned constant) block.
+            in_channels: channels of the previous block's output; 0 for the first (4x4 input) block.
             out_channels: channels of this block's feature maps.
             w_dim: size of w.
             resolution: this block's output side.
