@@ -129,9 +129,16 @@ class ArchitectureSpec(Configurable, ABC):
 
 
 class AdversarialLoss(Configurable):
-    """The adversarial game: per-batch mean losses from discriminator logits ([N] each)."""
+    """The adversarial game: per-batch mean losses from discriminator logits ([N] each).
 
-    def generator_loss(self, fake_logits: Tensor) -> Tensor:
+    A loss whose generator side also needs the logits of real samples (a relativistic loss) sets
+    ``generator_needs_real = True``: the framework then calls ``generator_loss(fake_logits, real_logits)``
+    with the real batch's logits (computed without a graph: they do not depend on the generator).
+    """
+
+    generator_needs_real: bool = False
+
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:

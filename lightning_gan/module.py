@@ -354,7 +354,12 @@ class GANModule(LightningModule):
             self._accumulate("logits/real", real_logits.detach().mean())
             self._accumulate("logits/fake", fake_logits.detach().mean())
             return self.loss_fn.discriminator_loss(real_logits, fake_logits)
-        return self.loss_fn.generator_loss(self.discriminator(self.generator(z, c), c))
+        fake_logits = self.discriminator(self.generator(z, c), c)
+        if self.loss_fn.generator_needs_real:  # a relativistic loss compares each fake with a real sample
+            with torch.no_grad():
+                real_logits = self.discriminator(inputs.real, inputs.real_c)
+            return self.loss_fn.generator_loss(fake_logits, real_logits)
+        return self.loss_fn.generator_loss(fake_logits)
 
     def _all_reduce_gradients(self, net: torch.nn.Module) -> None:
         """Average this phase's gradients over processes (DDP's own reducer is off, see on_train_start)."""

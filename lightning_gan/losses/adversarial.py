@@ -87,3 +87,30 @@ class LeastSquaresLoss(AdversarialLoss):
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return 0.5 * ((real_logits - self.real_target).square().mean()
                       + (fake_logits - self.fake_target).square().mean())
+
+
+class RelativisticPairingLoss(AdversarialLoss):
+    """Relativistic pairing GAN, RpGAN (Jolicoeur-Martineau 2019; Huang et al. 2024 with R1 + R2).
+
+    Each real sample ``x_i`` is paired with a generated one ``G(z_i)`` and D judges which of the two is real:
+    D: ``softplus(D(G(z_i)) - D(x_i))``;  G: ``softplus(D(x_i) - D(G(z_i)))`` (means over the pairs). The
+    generator's loss needs the real logits (``generator_needs_real``). Pair it with ``r1`` and ``r2``.
+    """
+
+    generator_needs_real = True
+
+    def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
+        if real_logits is None:
+            raise ValueError("RelativisticPairingLoss.generator_loss needs the real logits of the paired samples")
+        return F.softplus(_paired(fake_logits, real_logits) - fake_logits).mean()
+
+    def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.softplus(fake_logits - _paired(fake_logits, real_logits)).mean()
+
+
+def _paired(like: Tensor, other: Tensor) -> Tensor:
+    """``other`` as the partner of ``like``, elementwise: same shape required (one real per generated sample)."""
+    if other.shape != like.shape:
+        raise ValueError(f"a relativistic pairing loss needs as many real as generated logits, got "
+                         f"{tuple(other.shape)} and {tuple(like.shape)}")
+    return other

@@ -361,7 +361,9 @@ def check_loss(loss_or_name: AdversarialLoss | str | dict[str, Any], *, batch_si
     finite scalars with finite, not all-zero gradients w.r.t. the logits, also at extreme logits
     (+-50: use softplus, not log(sigmoid)); they are batch means (a batch repeated twice gives the same
     loss); they point the right way (the generator's loss falls as D scores fakes higher, the
-    discriminator's as it scores reals higher or fakes lower); ``config()`` round-trips.
+    discriminator's as it scores reals higher or fakes lower); ``config()`` round-trips. A relativistic loss
+    (``generator_needs_real = True``) gets fixed real logits ~ N(0, 1) as the partners of the fakes in
+    ``generator_loss(fake_logits, real_logits)``.
 
     Args:
         loss_or_name: an AdversarialLoss, a registered name, an import path or a config mapping.
@@ -370,9 +372,14 @@ def check_loss(loss_or_name: AdversarialLoss | str | dict[str, Any], *, batch_si
     """
     loss = registry.resolve("losses", loss_or_name)
     label = type(loss).__name__
-    g_loss, d_loss = loss.generator_loss, loss.discriminator_loss
+    d_loss = loss.discriminator_loss
     with _seeded(seed, torch.device("cpu")):
         real, fake = torch.randn(batch_size), torch.randn(batch_size)
+        if getattr(loss, "generator_needs_real", False):
+            def g_loss(fake_logits: Tensor) -> Tensor:  # the same real partners, tiled to the fakes' length
+                return loss.generator_loss(fake_logits, real.repeat(fake_logits.numel() // batch_size))
+        else:
+            g_loss = loss.generator_loss
         value, (g_grad,) = _loss_grad(label, "generator_loss(fake_logits)", g_loss, fake)
         if not bool(g_grad.any()):
             raise _fail(label, "generator_loss gives an all-zero gradient w.r.t. fake logits ~ N(0, 1)")

@@ -47,6 +47,7 @@ def _gen(**kwargs) -> torch.Generator:
     (16, "skip", "resnet", 0, {"num_fp16_res": 2, "conv_clamp": 256.0, "channels_last": False}),
     (4, "skip", "skip", 2, {}),
     (16, "orig", "resnet", 3, {"synthesis_input": "linear"}),
+    (16, "skip", "resnet", 0, {"low_res_rgb_gain": 0.1}),
 ])
 def test_conformance(resolution: int, g_arch: str, d_arch: str, c_dim: int, extra: dict) -> None:
     spec = StyleGAN2Architecture(resolution=resolution, c_dim=c_dim, g_architecture=g_arch, d_architecture=d_arch,
@@ -77,7 +78,7 @@ def test_path_length_and_r1_pass_the_regularizer_kit(c_dim: int) -> None:
 @pytest.mark.parametrize("kwargs", [
     dict(resolution=12), dict(resolution=2048), dict(g_architecture="dense"), dict(noise_mode="loud"),
     dict(style_mixing=1.5), dict(noise_phi=1.0), dict(conv_clamp=0.0), dict(fused_modconv="maybe"), dict(z_dim=0),
-    dict(synthesis_input="noise"),
+    dict(synthesis_input="noise"), dict(low_res_rgb_gain=0.0), dict(g_architecture="orig", low_res_rgb_gain=0.1),
 ])
 def test_spec_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -327,6 +328,26 @@ def test_linear_synthesis_input_is_a_unit_variance_map_of_the_first_w() -> None:
         assert (inputs["linear"] - first).abs().mean() > 0.5  # another first w: another input
         nets["const"](ws, noise_mode="const")
         torch.testing.assert_close(inputs["const"], nets["const"].blocks[0].const.detach().expand(512, -1, -1, -1))
+
+
+@pytest.mark.parametrize("gain", [0.1, 0.5])
+def test_low_res_rgb_gain_scales_exactly_the_low_resolution_images(gain: float) -> None:
+    """Skip generator: ``img = T + gain * L`` with T the last block's ToRGB output and L the upsampled sum of
+    the lower ones; the same weights with gain 1 give ``T + L``."""
+    kwargs = dict(resolution=16, g_architecture="skip", **SMALL)
+    nets = {}
+    for g in (1.0, gain):
+        torch.manual_seed(0)  # the same weights
+        nets[g] = StyleGAN2Architecture(low_res_rgb_gain=g, **kwargs).build().generator.synthesis_network
+    assert [b.rgb_gain for b in nets[gain].blocks] == [gain, gain, 1.0]  # 4, 8, 16 px
+    top = []
+    nets[1.0].blocks[-1].torgb.register_forward_hook(lambda m, a, out: top.append(out.detach().clone()))
+    ws = torch.randn(4, nets[1.0].num_ws, SMALL["w_dim"])
+    with torch.no_grad():
+        full, scaled = nets[1.0](ws, noise_mode="const"), nets[gain](ws, noise_mode="const")
+    low = full - top[0]
+    assert low.abs().mean() > 0.1 and top[0].abs().mean() > 0.1  # both parts matter
+    torch.testing.assert_close(scaled, top[0] + gain * low, rtol=1e-5, atol=1e-5)
 
 
 def test_synthesis_broadcasts_one_w_to_every_layer() -> None:

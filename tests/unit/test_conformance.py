@@ -49,7 +49,7 @@ def test_leaves_the_global_rng_untouched() -> None:
     assert torch.equal(torch.get_rng_state(), state)
 
 
-@pytest.mark.parametrize("name", ["non_saturating", "hinge", "wasserstein", "least_squares"])
+@pytest.mark.parametrize("name", ["non_saturating", "hinge", "wasserstein", "least_squares", "relativistic_pairing"])
 def test_builtin_losses_conform(name: str) -> None:
     check_loss(name)
 

@@ -54,7 +54,22 @@ def test_least_squares() -> None:
     assert loss.generator_loss(FAKE).item() == pytest.approx(g, rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["non_saturating", "hinge", "wasserstein", "least_squares"])
+def test_relativistic_pairing() -> None:
+    loss = registry.get_registry("losses").create("relativistic_pairing")
+    d = mean(softplus(f - r) for r, f in zip(REAL.tolist(), FAKE.tolist()))
+    g = mean(softplus(r - f) for r, f in zip(REAL.tolist(), FAKE.tolist()))
+    assert loss.generator_needs_real
+    assert loss.discriminator_loss(REAL, FAKE).item() == pytest.approx(d, rel=1e-6)
+    assert loss.generator_loss(FAKE, REAL).item() == pytest.approx(g, rel=1e-6)
+    # pairs, not batch means: shuffling the fakes against the reals changes the loss
+    assert loss.discriminator_loss(REAL, FAKE.flip(0)).item() != pytest.approx(d, rel=1e-3)
+    with pytest.raises(ValueError, match="real logits"):
+        loss.generator_loss(FAKE)
+    with pytest.raises(ValueError, match="as many real as generated"):
+        loss.discriminator_loss(REAL, FAKE[:2])
+
+
+@pytest.mark.parametrize("name", ["non_saturating", "hinge", "wasserstein", "least_squares", "relativistic_pairing"])
 def test_config_round_trip(name: str) -> None:
     loss = registry.get_registry("losses").create(name)
     again = registry.resolve("losses", loss.config())

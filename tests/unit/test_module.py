@@ -12,6 +12,7 @@ from lightning_gan.callbacks import LazyR1
 from lightning_gan.data.toy2d import Toy2DDataModule
 from lightning_gan.errors import ConfigError
 from lightning_gan.interfaces import AdversarialLoss, PenaltyInputs, Regularizer
+from lightning_gan.losses import RelativisticPairingLoss
 from lightning_gan.module import GANModule
 from lightning_gan.regularizers import R1
 from lightning_gan.testing import TinyArchitecture
@@ -160,6 +161,29 @@ def test_conditional_training_uses_one_hot_labels(tmp_path) -> None:
     assert seen and seen[0] == torch.Size([20])
     samples = module.sample(50, seed=0)
     assert samples.shape == (50, 2)
+
+
+def test_a_relativistic_loss_gets_the_logits_of_real_training_samples_in_the_generator_phase(tmp_path) -> None:
+    dm = toy()
+    dm.setup("fit")
+    checks = []
+
+    class Spy(RelativisticPairingLoss):
+        def generator_loss(self, fake_logits, real_logits=None):
+            with torch.no_grad():  # D is unchanged within the phase: its logits on every training point
+                every_real = module.discriminator(dm.train_dataset.x)
+            distance = (real_logits[:, None] - every_real[None, :]).abs().min(1).values
+            checks.append((fake_logits.requires_grad, real_logits.requires_grad, real_logits.shape,
+                           float(distance.max()), float((real_logits - fake_logits).abs().min())))
+            return super().generator_loss(fake_logits, real_logits)
+
+    module = GANModule(architecture=TinyArchitecture(), loss=Spy(), metrics=[])
+    make_trainer(tmp_path, max_steps=6).fit(module, dm)
+    assert len(checks) == 3  # 3 iterations of Dmain + Gmain
+    for fake_grad, real_grad, shape, distance, gap in checks:
+        assert fake_grad and not real_grad and shape == torch.Size([20])
+        assert distance < 1e-6  # every real logit is D of a training point ...
+        assert gap > 1e-6  # ... and none is a fake's
 
 
 def test_mismatched_data_and_architecture_fail_fast(tmp_path) -> None:

@@ -68,3 +68,35 @@ def test_runs_in_a_tiny_fit():
     trainer.fit(module, Toy2DDataModule(num_samples=1000, batch_size=200))
     items = bar.get_metrics(trainer, module)
     assert items["kimg"] == "0.6/0.6" and {"D", "G", "D(x)", "D(G(z))"} <= set(items)
+
+
+def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal():
+    import io
+
+    def fit(**console_kwargs) -> str:
+        torch.manual_seed(0)
+        module = GANModule(architecture={"class_path": "mlp", "init_args": {"g_hidden": 8, "d_hidden": 8}},
+                           metrics=[], total_kimg=0.6, log_every_n_iterations=1)
+        out = io.StringIO()
+        bar = GANProgressBar(log_every_s=0.0, console_kwargs={"file": out, **console_kwargs})
+        trainer = Trainer(max_epochs=1, logger=False, accelerator="cpu", enable_model_summary=False,
+                          enable_checkpointing=False, callbacks=[bar], num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(module, Toy2DDataModule(num_samples=1000, batch_size=200))
+        return out.getvalue()
+
+    lines = [line for line in fit().splitlines() if line.startswith("kimg: ")]
+    # one line per iteration (3 of 200 images), after the iteration's images are counted
+    assert [line.split(" · ")[0] for line in lines] == ["kimg: 0.2/0.6", "kimg: 0.4/0.6", "kimg: 0.6/0.6"]
+    rate, eta = lines[0].split(" · ")[1:3]
+    assert rate.endswith(" img/s") and float(rate.split()[0]) > 0
+    assert eta.startswith("eta ") and lines[-1].split(" · ")[2] == "eta 0m00s"  # nothing left at the end
+    assert all(" · D: " in line and " · G: " in line for line in lines[1:])
+    # on a terminal the live bar shows the same: no plain lines
+    assert not [line for line in fit(force_terminal=True).splitlines() if line.startswith("kimg: ")]
+
+
+def test_rejects_a_negative_log_interval():
+    import pytest
+
+    with pytest.raises(ValueError, match="log_every_s"):
+        GANProgressBar(log_every_s=-1.0)

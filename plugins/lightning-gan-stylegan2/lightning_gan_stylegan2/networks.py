@@ -52,7 +52,8 @@ class StyleGAN2Generator(Generator):
                  channel_base: int = 32768, channel_max: int = 512, architecture: SynthesisArchitecture = "skip",
                  style_mixing: float = 0.9, num_fp16_res: int = 0, conv_clamp: float | None = None,
                  noise_mode: NoiseMode = "random", noise_phi: float = 0.0, fused_modconv: FusedMode = "auto",
-                 channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const",
+                 low_res_rgb_gain: float = 1.0) -> None:
         """
         Args:
             z_dim: latent size.
@@ -74,6 +75,7 @@ class StyleGAN2Generator(Generator):
             fused_modconv: evaluation of the modulated convs: "auto", "fused" or "plain".
             channels_last: channels_last feature maps (faster on CPU).
             synthesis_input: the 4x4 input of the synthesis network: "const" (the paper) or "linear".
+            low_res_rgb_gain: ``skip`` only: factor on the ToRGB outputs below the output resolution (1 = paper).
         """
         super().__init__(z_dim=z_dim, c_dim=c_dim, output_shape=(img_channels, resolution, resolution))
         check_resolution(resolution)
@@ -86,7 +88,8 @@ class StyleGAN2Generator(Generator):
         self.synthesis_network = SynthesisNetwork(
             w_dim=w_dim, resolution=resolution, img_channels=img_channels, channel_base=channel_base,
             channel_max=channel_max, architecture=architecture, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
-            noise_phi=noise_phi, fused=fused_modconv, channels_last=channels_last, synthesis_input=synthesis_input)
+            noise_phi=noise_phi, fused=fused_modconv, channels_last=channels_last, synthesis_input=synthesis_input,
+            low_res_rgb_gain=low_res_rgb_gain)
         self.num_ws = self.synthesis_network.num_ws
         self.mapping_network = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
                                               num_layers=mapping_layers, lr_mul=mapping_lr_mul, w_avg_beta=w_avg_beta)
@@ -155,6 +158,7 @@ class StyleGAN2Architecture(ArchitectureSpec):
         fused_modconv: FusedMode = "auto",
         channels_last: bool = True,
         synthesis_input: SynthesisInput = "const",
+        low_res_rgb_gain: float = 1.0,
     ) -> None:
         """
         Args:
@@ -184,6 +188,9 @@ class StyleGAN2Architecture(ArchitectureSpec):
             synthesis_input: the synthesis network's 4x4 input: "const" (the paper's learned constant) or
                 "linear" (an equalized-lr linear map of the first w, as DCGAN/BigGAN generators start; it
                 lets w place objects that sit at random positions, see the ``stylegan2-shapes32`` recipe).
+            low_res_rgb_gain: ``g_architecture="skip"`` only: factor on the generator's ToRGB outputs below the
+                output resolution (1 = the paper; 0.1 keeps the skip generator training on grey shapes, where
+                with 1 it collapses, see the README).
         """
         check_resolution(resolution)
         for name, value in dict(channels=channels, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
@@ -204,6 +211,11 @@ class StyleGAN2Architecture(ArchitectureSpec):
             raise ValueError(f"synthesis_input must be one of {SYNTHESIS_INPUTS}, got {synthesis_input!r}")
         if fused_modconv not in FUSED_MODES:
             raise ValueError(f"fused_modconv must be one of {FUSED_MODES}, got {fused_modconv!r}")
+        if not low_res_rgb_gain > 0:
+            raise ValueError(f"low_res_rgb_gain must be > 0, got {low_res_rgb_gain}")
+        if low_res_rgb_gain != 1.0 and g_architecture != "skip":
+            raise ValueError(f"low_res_rgb_gain={low_res_rgb_gain} needs g_architecture 'skip' (only it has "
+                             f"low-resolution ToRGB outputs), got {g_architecture!r}")
         if not 0.0 <= style_mixing <= 1.0:
             raise ValueError(f"style_mixing is a probability in [0, 1], got {style_mixing}")
         if not -1.0 < noise_phi < 1.0:
@@ -219,7 +231,7 @@ class StyleGAN2Architecture(ArchitectureSpec):
         self.mbstd_group, self.mbstd_channels = mbstd_group, mbstd_channels
         self.cmap_dim, self.d_mapping_layers = cmap_dim, d_mapping_layers
         self.fused_modconv, self.channels_last = fused_modconv, channels_last
-        self.synthesis_input = synthesis_input
+        self.synthesis_input, self.low_res_rgb_gain = synthesis_input, float(low_res_rgb_gain)
 
     def build(self) -> NetworkPair:
         common = dict(resolution=self.resolution, img_channels=self.channels, channel_base=self.channel_base,
@@ -229,7 +241,8 @@ class StyleGAN2Architecture(ArchitectureSpec):
             z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, mapping_layers=self.mapping_layers,
             mapping_lr_mul=self.mapping_lr_mul, w_avg_beta=self.w_avg_beta, architecture=self.g_architecture,
             style_mixing=self.style_mixing, noise_mode=self.noise_mode, noise_phi=self.noise_phi,
-            fused_modconv=self.fused_modconv, synthesis_input=self.synthesis_input, **common)
+            fused_modconv=self.fused_modconv, synthesis_input=self.synthesis_input,
+            low_res_rgb_gain=self.low_res_rgb_gain, **common)
         discriminator = StyleGAN2Discriminator(
             c_dim=self.c_dim, architecture=self.d_architecture, mbstd_group=self.mbstd_group,
             mbstd_channels=self.mbstd_channels, cmap_dim=self.cmap_dim, mapping_layers=self.d_mapping_layers, **common)

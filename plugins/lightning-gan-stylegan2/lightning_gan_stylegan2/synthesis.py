@@ -145,7 +145,7 @@ class SynthesisBlock(nn.Module):
     def __init__(self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: SynthesisArchitecture = "skip", use_fp16: bool = False,
                  conv_clamp: float | None = None, noise_phi: float = 0.0, fused: FusedMode = "auto",
-                 channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const", rgb_gain: float = 1.0) -> None:
         """
         Args:
             in_channels: channels of the previous block's output; 0 for the first (4x4 input) block.
@@ -162,15 +162,18 @@ class SynthesisBlock(nn.Module):
             channels_last: keep feature maps in channels_last memory format (faster convolutions on CPU).
             synthesis_input: the first block's 4x4 input: "const" (learned constant, the paper) or "linear"
                 (an equalized-lr linear map of the block's w, unit variance at init).
+            rgb_gain: factor on this block's ToRGB output (see ``SynthesisNetwork``'s ``low_res_rgb_gain``).
         """
         super().__init__()
+        if not rgb_gain > 0:
+            raise ValueError(f"rgb_gain must be > 0, got {rgb_gain}")
         if architecture not in ARCHITECTURES:
             raise ValueError(f"synthesis architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         if synthesis_input not in SYNTHESIS_INPUTS:
             raise ValueError(f"synthesis_input must be one of {SYNTHESIS_INPUTS}, got {synthesis_input!r}")
         self.in_channels, self.out_channels, self.resolution = int(in_channels), int(out_channels), int(resolution)
         self.architecture, self.is_last, self.use_fp16 = architecture, bool(is_last), bool(use_fp16)
-        self.channels_last = bool(channels_last)
+        self.channels_last, self.rgb_gain = bool(channels_last), float(rgb_gain)
         layer = dict(w_dim=w_dim, resolution=resolution, noise_phi=noise_phi, conv_clamp=conv_clamp, fused=fused)
         residual = architecture == "resnet" and in_channels > 0
         if in_channels == 0:
@@ -218,12 +221,15 @@ class SynthesisBlock(nn.Module):
             img = upsample2d(img, self.resample_filter)  # [N, img_channels, R, R]
         if self.torgb is not None:
             rgb = self.torgb(x, w[self.num_conv]).to(param_dtype)
+            if self.rgb_gain != 1.0:
+                rgb = rgb * self.rgb_gain
             img = rgb if img is None else img.add_(rgb)
         return x, img
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, "
-                f"architecture={self.architecture!r}, use_fp16={self.use_fp16}")
+                f"architecture={self.architecture!r}, use_fp16={self.use_fp16}"
+                + (f", rgb_gain={self.rgb_gain:g}" if self.rgb_gain != 1.0 else ""))
 
 
 class SynthesisNetwork(nn.Module):
@@ -232,7 +238,8 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, *, w_dim: int, resolution: int, img_channels: int = 3, channel_base: int = 32768,
                  channel_max: int = 512, architecture: SynthesisArchitecture = "skip", num_fp16_res: int = 0,
                  conv_clamp: float | None = None, noise_phi: float = 0.0, fused: FusedMode = "auto",
-                 channels_last: bool = True, synthesis_input: SynthesisInput = "const") -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const",
+                 low_res_rgb_gain: float = 1.0) -> None:
         """
         Args:
             w_dim: size of w.
@@ -247,15 +254,23 @@ class SynthesisNetwork(nn.Module):
             fused: evaluation of the modulated convs.
             channels_last: channels_last feature maps.
             synthesis_input: the 4x4 input: "const" (learned constant) or "linear" (a linear map of the first w).
+            low_res_rgb_gain: ``skip`` only: factor on the ToRGB outputs of every block below the output
+                resolution (1 = the paper). The summed low-resolution images move the whole picture at once;
+                0.1 keeps the skip generator training on grey shapes, where with 1 it collapses (README).
         """
         super().__init__()
+        if not low_res_rgb_gain > 0:
+            raise ValueError(f"low_res_rgb_gain must be > 0, got {low_res_rgb_gain}")
+        if low_res_rgb_gain != 1.0 and architecture != "skip":
+            raise ValueError(f"low_res_rgb_gain={low_res_rgb_gain} needs architecture 'skip' (only it has "
+                             f"low-resolution ToRGB outputs), got {architecture!r}")
         if fused not in FUSED_MODES:
             raise ValueError(f"fused must be one of {FUSED_MODES}, got {fused!r}")
         if resolution < 4 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
         self.w_dim, self.resolution, self.img_channels = int(w_dim), int(resolution), int(img_channels)
         self.architecture, self.num_fp16_res, self.conv_clamp = architecture, int(num_fp16_res), conv_clamp
-        self.synthesis_input = synthesis_input
+        self.synthesis_input, self.low_res_rgb_gain = synthesis_input, float(low_res_rgb_gain)
         self.block_resolutions = [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]
         fp16 = fp16_resolutions(resolution, num_fp16_res)
         blocks, in_ch = [], 0
@@ -265,7 +280,8 @@ class SynthesisNetwork(nn.Module):
                                          img_channels=img_channels, is_last=res == resolution,
                                          architecture=architecture, use_fp16=res in fp16, conv_clamp=conv_clamp,
                                          noise_phi=noise_phi, fused=fused, channels_last=channels_last,
-                                         synthesis_input=synthesis_input))
+                                         synthesis_input=synthesis_input,
+                                         rgb_gain=1.0 if res == resolution else low_res_rgb_gain))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = sum(b.num_conv for b in blocks) + 1
