@@ -42,13 +42,14 @@ def factor_vector(f: ShapeFactors) -> Tensor:
                       torch.cos(angle)[:, None], torch.sin(angle)[:, None], f.color, f.background], dim=1)
 
 
-def recipe_parts(recipe: str) -> tuple[dict, dict, dict]:
-    """The architecture init_args, the data init_args and the generator optimizer of a shapes recipe."""
+def recipe_parts(recipe: str) -> tuple[dict, dict, dict, float]:
+    """The architecture init_args, the data init_args, the generator optimizer and total_kimg of a shapes recipe."""
     config = yaml.safe_load(registry.recipe_path(recipe).read_text())
     model, data = config["model"], config.get("data", {})
     if model["architecture"]["class_path"] != "stylegan2" or data.get("class_path") != "shapes":
         raise SystemExit(f"{recipe}: this diagnostic needs a stylegan2 recipe on shapes data")
-    return model["architecture"].get("init_args", {}), data.get("init_args", {}), model["g_optimizer"]
+    return (model["architecture"].get("init_args", {}), data.get("init_args", {}), model["g_optimizer"],
+            float(model["total_kimg"]))
 
 
 def main() -> None:
@@ -60,10 +61,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/stylegan2_capacity.png"))
     args = parser.parse_args()
 
-    arch_args, data_args, g_opt = recipe_parts(args.recipe)
-    config = yaml.safe_load(registry.recipe_path(args.recipe).read_text())
+    arch_args, data_args, g_opt, total_kimg = recipe_parts(args.recipe)
     batch = int(data_args.get("batch_size", 64))
-    steps = args.steps or math.ceil(float(config["model"]["total_kimg"]) * 1000 / batch)
+    steps = args.steps or math.ceil(total_kimg * 1000 / batch)
     torch.manual_seed(args.seed)
     arch = registry.get_registry("architectures").create("stylegan2", **arch_args)
     generator, _ = arch.build()

@@ -102,15 +102,16 @@ class RelativisticPairingLoss(AdversarialLoss):
     def generator_loss(self, fake_logits: Tensor, real_logits: Tensor | None = None) -> Tensor:
         if real_logits is None:
             raise ValueError("RelativisticPairingLoss.generator_loss needs the real logits of the paired samples")
-        return F.softplus(_paired(fake_logits, real_logits) - fake_logits).mean()
+        _check_pairs(real_logits, fake_logits)
+        return F.softplus(real_logits - fake_logits).mean()
 
     def discriminator_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-        return F.softplus(fake_logits - _paired(fake_logits, real_logits)).mean()
+        _check_pairs(real_logits, fake_logits)
+        return F.softplus(fake_logits - real_logits).mean()
 
 
-def _paired(like: Tensor, other: Tensor) -> Tensor:
-    """``other`` as the partner of ``like``, elementwise: same shape required (one real per generated sample)."""
-    if other.shape != like.shape:
+def _check_pairs(real_logits: Tensor, fake_logits: Tensor) -> None:
+    """One real logit per generated one (no broadcasting between the two batches)."""
+    if real_logits.shape != fake_logits.shape:
         raise ValueError(f"a relativistic pairing loss needs as many real as generated logits, got "
-                         f"{tuple(other.shape)} and {tuple(like.shape)}")
-    return other
+                         f"{tuple(real_logits.shape)} and {tuple(fake_logits.shape)}")
