@@ -164,7 +164,7 @@ class GANProgressBar(RichProgressBar):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         now = time.monotonic()
-        if self._plain_lines and now >= self._next_line and self._console is not None:
+        if self._plain_lines and now >= self._next_line:  # _plain_lines implies a console
             self._next_line = now + (self.log_every_s or 0.0)
             self._console.print(self.plain_line(trainer, pl_module, now), markup=False, highlight=False,
                                 soft_wrap=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 
+import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import RichProgressBar
@@ -71,8 +73,6 @@ def test_runs_in_a_tiny_fit():
 
 
 def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal():
-    import io
-
     def fit(**console_kwargs) -> str:
         torch.manual_seed(0)
         module = GANModule(architecture={"class_path": "mlp", "init_args": {"g_hidden": 8, "d_hidden": 8}},
@@ -96,7 +96,5 @@ def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal():
 
 
 def test_rejects_a_negative_log_interval():
-    import pytest
-
     with pytest.raises(ValueError, match="log_every_s"):
         GANProgressBar(log_every_s=-1.0)
