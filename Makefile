@@ -19,7 +19,7 @@ install: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml $(PLUGINS)
+$(STAMP): $(PY) pyproject.toml setup.py $(PLUGINS)
 	$(PY) -m pip install --quiet -e '.[test]' $(foreach p,$(dir $(PLUGINS)),-e $(p))
 	touch $(STAMP)
 

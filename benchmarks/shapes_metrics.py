@@ -1,8 +1,9 @@
 """Seconds the shapes metrics take on the CPU: 10k generated and 10k real images at 32 px, plus the one-off training.
 
 Prints figures only. Usage: ``python benchmarks/shapes_metrics.py [--num-samples 10000] [--resolution 32]
-[--cache-dir DIR]``. Without ``--cache-dir`` the classifier is trained in a temporary folder, so the
-one-off training time is measured too; with one, a classifier cached there is loaded instead.
+[--cache-dir DIR]``. Settings with a pinned judge (32 and 64 px, 1 and 3 channels) load it; for others,
+without ``--cache-dir`` the classifier is trained in a temporary folder, so the one-off training time is
+measured too; with one, a classifier cached there is loaded instead.
 
 Generators: ``render`` draws real shapes (what a perfect generator would give: the metrics' own cost,
 generation nearly free) and, when the ``lightning-gan-dcgan`` plugin is installed, an untrained DCGAN of
@@ -78,8 +79,8 @@ def main() -> None:
         classifier, t_first = timed(lambda: shapes_classifier_for(dm, cache))
         clear_loaded_classifiers()
         classifier, t_load = timed(lambda: shapes_classifier_for(dm, cache))
-        print(f"classifier: first request {t_first:.1f} s (training, unless --cache-dir held it), "
-              f"load from cache {1000 * t_load:.0f} ms; held-out accuracy {classifier.accuracy:.4f}")
+        print(f"classifier {classifier.judge}: first request {t_first:.1f} s (training, unless the judge is pinned "
+              f"or --cache-dir held it), load {1000 * t_load:.0f} ms; held-out accuracy {classifier.accuracy:.4f}")
 
         generators = {"render": RenderingGenerator(dm)}
         net = dcgan(args.resolution, args.channels)

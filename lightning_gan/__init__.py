@@ -16,6 +16,8 @@ _LAZY = {
     "AdversarialLoss": "lightning_gan.interfaces",
     "Discriminator": "lightning_gan.interfaces",
     "Generator": "lightning_gan.interfaces",
+    "GrowableDiscriminator": "lightning_gan.interfaces",
+    "GrowableGenerator": "lightning_gan.interfaces",
     "NetworkPair": "lightning_gan.interfaces",
     "PenaltyInputs": "lightning_gan.interfaces",
     "Regularizer": "lightning_gan.interfaces",

@@ -5,7 +5,10 @@
 * Registry names work wherever a plugin type is expected: ``--model.loss=hinge``,
   ``--model.architecture=dcgan --model.architecture.resolution=64``, ``--data=shapes``,
   ``class_path: r1`` in a YAML file.
-* ``lightning-gan plugins`` prints the installed plugins, ``lightning-gan recipes`` the recipes.
+* ``lightning-gan plugins`` prints the installed plugins, ``lightning-gan recipes`` the recipes;
+  ``evaluate``, ``generate``, ``export`` and ``diagnose`` work on a checkpoint (``lightning_gan.commands``).
+* ``lightning-gan --help`` lists every command; ``lightning-gan --version`` prints the versions of the core and
+  of each installed plugin distribution.
 
 Bad options end in one line on stderr (exit status 2), not a traceback.
 """
@@ -14,27 +17,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
-import inspect
-import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lightning_gan import registry
+from lightning_gan.cli_messages import fail, version_report
 from lightning_gan.errors import ConfigError
+from lightning_gan.quiet import silence_dependency_noise
 
-__all__ = ["main", "registry_names_in_jsonargparse"]
-
-COMMANDS_HELP = """\
-other commands:
-  evaluate              score a trained generator: --ckpt RUN.ckpt --metrics fid,kid,pr,coverage
-  generate              sample grids, truncation sweep, interpolation GIF, class rows: --ckpt RUN.ckpt
-  export                EMA generator to safetensors + JSON config: --ckpt RUN.ckpt --out G.safetensors
-  diagnose              singular values, stability factor, spectra, AR(1), gradient flow + plots: --ckpt RUN.ckpt
-  plugins               list installed plugins (group, name, target, distribution, status)
-  recipes               list the training recipes usable with --recipe
-"""
+__all__ = ["COMMANDS", "main", "registry_names_in_jsonargparse"]
 
 
 def _groups_for(typehint: Any) -> list[str]:
@@ -92,59 +84,6 @@ def registry_names_in_jsonargparse() -> Iterator[None]:
             module.resolve_class_path_by_name = original
 
 
-def one_line(message: str, ex: BaseException | None) -> str:
-    """The most useful single line of a (possibly nested, multi-line) parser error."""
-    seen = set()
-    while ex is not None and id(ex) not in seen:
-        seen.add(id(ex))
-        if isinstance(ex, registry.PluginError):
-            return str(ex)
-        ex = ex.__cause__ or ex.__context__
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    for ln in lines:  # a registry error nested in jsonargparse's union report
-        if ln.startswith(("Unknown ", "Plugin ")) or "is provided more than once" in ln:
-            return ln.rstrip(".") + "."
-    if not lines:
-        return message
-    key = re.match(r'Parser key "([^"]+)":\s*(.*)', lines[0])
-    where = f"--{key.group(1)}" if key else lines[0].rstrip(":")
-    if key and key.group(2):  # the whole error on one line
-        return f"{where}: {key.group(2)}"
-    # A nested option that the chosen class does not accept: name the class and the close matches.
-    for i, ln in enumerate(lines):
-        cls = re.match(r"- Problem with given class_path '([^']+)'", ln)
-        if cls and i + 1 < len(lines):
-            detail = lines[i + 1]
-            bad = re.match(r"Option '([^']+)' is not accepted", detail)
-            if bad:
-                detail += f" by {cls.group(1)}" + _close_parameters(cls.group(1), bad.group(1))
-            return f"{where}: {detail}"
-    given = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Given value:")), None)
-    if any(ln.startswith("- Expected a dot import path string") for ln in lines):
-        return (f"{where}: {given!r} is neither a registered name nor an imported class; "
-                f"give its full class path (package.module.Class)")
-    expected = [m.group(1) for ln in lines for m in [re.match(r"- Expected a <class '([^']+)'>", ln)] if m]
-    if expected:
-        names = " or ".join("None" if e == "NoneType" else e for e in expected)
-        return f"{where}: expected {names}" + (f", got {given!r}" if given is not None else "")
-    detail = next((ln.lstrip("- ") for ln in lines[1:] if not ln.endswith(":")), "")
-    return f"{where}: {detail}" if detail else where
-
-
-def _close_parameters(class_path: str, name: str) -> str:
-    try:
-        params = list(inspect.signature(registry.import_target(class_path)).parameters)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return ""
-    close = difflib.get_close_matches(name, params, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f"; it accepts {', '.join(params)}"
-
-
-def fail(message: str) -> None:
-    sys.stderr.write(f"lightning-gan: error: {message}\n")
-    raise SystemExit(2)
-
-
 def plugins_command(argv: list[str]) -> int:
     """``lightning-gan plugins [--group G] [--no-load]``: a rich table of every plugin."""
     parser = argparse.ArgumentParser(prog="lightning-gan plugins", description=plugins_command.__doc__)
@@ -157,42 +96,59 @@ def plugins_command(argv: list[str]) -> int:
     from rich.table import Table
 
     rows = registry.list_plugins(args.group, load=not args.no_load)
+    if not args.group:  # entry points in misspelled groups (lightning_gan.architecture), which nothing reads
+        rows += registry.unknown_group_entries()
     table = Table(title="lightning-gan plugins")
     for column in ("group", "name", "target", "distribution", "status"):
         table.add_column(column, overflow="fold")
     for entry, status in rows:
-        style = "red" if status.startswith(("broken", "conflict")) else ("green" if status == "loaded" else "")
+        style = "red" if status.startswith(("broken", "conflict", "ignored")) else ("green" if status == "loaded" else "")
         table.add_row(entry.group, entry.name, entry.target, entry.provider, f"[{style}]{status}[/]" if style else status)
     console = Console(width=max(Console().width, 140))
     console.print(table)
+    for entry, status in rows:  # one unwrapped line each for what nothing reads
+        if status.startswith("ignored: "):
+            console.print(f"{entry.provider} declares {entry.name!r} in an {status.removeprefix('ignored: ')}",
+                          soft_wrap=True, markup=False, highlight=False)
     if registry.AUTOLOAD_ENV and not registry.autoload_enabled():
         console.print(f"{registry.AUTOLOAD_ENV} is set: only lightning-gan's own entry points are listed.")
-    return 1 if any(s.startswith(("broken", "conflict")) for _, s in rows) else 0
+    return 1 if any(s.startswith(("broken", "conflict", "ignored")) for _, s in rows) else 0
 
 
 def recipes_command(argv: list[str]) -> int:
-    """``lightning-gan recipes``: the recipes ``--recipe`` accepts, with their descriptions."""
+    """``lightning-gan recipes``: the recipes ``--recipe`` accepts, with their descriptions and the plugins they need."""
     argparse.ArgumentParser(prog="lightning-gan recipes", description=recipes_command.__doc__).parse_args(argv)
     from rich.console import Console
     from rich.table import Table
 
     reg = registry.get_registry("recipes")
     table = Table(title="lightning-gan recipes")
-    for column in ("recipe", "description", "file", "distribution"):
+    for column in ("recipe", "description", "needs", "file", "shipped by"):
         table.add_column(column, overflow="fold")
-    status = 0
+    status, missing = 0, []
     for entry in reg.entries():
         try:
             path = reg.load(entry.name)
-            table.add_row(entry.name, registry.recipe_description(path), str(path), entry.provider)
+            needs = registry.recipe_needs(path)
         except registry.PluginError as exc:
-            table.add_row(entry.name, f"[red]broken: {exc}[/]", entry.target, entry.provider)
+            table.add_row(entry.name, f"[red]broken: {exc}[/]", "", entry.target, entry.provider)
             status = 1
-    Console(width=max(Console().width, 140)).print(table)
+            continue
+        plugins = ", ".join(needs.plugins) or "-"
+        if needs.missing:
+            plugins = f"[yellow]{plugins} (missing)[/]"
+            missing.append(needs.message(entry.name))
+        table.add_row(entry.name, registry.recipe_description(path), plugins, str(path), entry.provider)
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    for line in missing:  # one unwrapped line each: what to install
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     return status
 
 
-def _tool(name: str) -> Any:
+def _tool(name: str) -> Callable[[list[str]], int]:
+    """A command of ``lightning_gan.commands``, imported (with torch) only when it runs."""
+
     def run(argv: list[str]) -> int:
         from lightning_gan import commands  # imports torch: only when the command runs
 
@@ -200,14 +156,23 @@ def _tool(name: str) -> Any:
     return run
 
 
+# The commands run here, before (and without) LightningCLI; ``lightning-gan --help`` lists them (TOOL_COMMANDS).
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "plugins": plugins_command, "recipes": recipes_command,
+    "evaluate": _tool("evaluate_command"), "generate": _tool("generate_command"),
+    "export": _tool("export_command"), "diagnose": _tool("diagnose_command"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lightning-gan`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = {"plugins": plugins_command, "recipes": recipes_command,
-                "evaluate": _tool("evaluate_command"), "generate": _tool("generate_command"),
-                "export": _tool("export_command"), "diagnose": _tool("diagnose_command")}
-    if args and args[0] in commands:
-        return commands[args[0]](args[1:])
+    silence_dependency_noise()  # Lightning's advertisements and its own deprecation warnings
+    if args and args[0] in COMMANDS:
+        return COMMANDS[args[0]](args[1:])
+    if args == ["--version"]:  # answered without importing torch; the parser's --version prints the same
+        print(version_report())
+        return 0
     from lightning_gan.lightning_cli import GANCLI  # imports torch and lightning: only for Trainer commands
 
     try:

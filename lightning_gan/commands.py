@@ -14,6 +14,7 @@ exported ``.safetensors`` generator wherever it takes a checkpoint. Bad input en
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
 import math
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_gan import registry
+from lightning_gan.cli_messages import fail
 from lightning_gan.errors import ConfigError
 
 __all__ = ["evaluate_command", "export_command", "generate_command", "parse_seeds"]
@@ -34,8 +36,6 @@ _USER_ERRORS = (ConfigError, registry.PluginError, TypeError, ValueError, Floati
 def _guard(command: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
         import warnings
-
-        from lightning_gan.cli import fail
 
         def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
             sys.stderr.write(f"lightning-gan: warning: {message}\n")
@@ -123,6 +123,22 @@ def _accepts(cls: type, name: str) -> bool:
     return False
 
 
+def _options(cls: type) -> list[str]:
+    """The keyword options a class's constructor accepts, following ``**kwargs`` up its bases (no ``*args``,
+    ``**kwargs`` or ``self``): what ``--set NAME.KEY=VALUE`` can set."""
+    options: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        options += [p.name for p in params if p.name != "self"
+                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(options))
+
+
 def _metric_overrides(pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs or ():
@@ -146,9 +162,10 @@ def _metric(spec: Any, overrides: dict[str, Any], strict: set[str] = frozenset()
         init_args = dict(spec.get("init_args") or {})
     for key, value in overrides.items():
         if key in strict and not _accepts(cls, key):
-            params = [p for k in cls.__mro__ if "__init__" in k.__dict__
-                      for p in inspect.signature(k.__dict__["__init__"]).parameters if p not in ("self", "kwargs")]
-            raise ValueError(f"--set: {cls.__name__} takes no {key!r}; it takes {', '.join(dict.fromkeys(params))}")
+            options = _options(cls)
+            close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"--set: {cls.__name__} takes no {key!r}; {hint}its options are {', '.join(options)}")
         if value is not None and _accepts(cls, key):
             init_args[key] = value
     return reg.resolve({"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args})
@@ -193,6 +210,8 @@ def evaluate_command(argv: list[str]) -> int:
         defaults = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
         specs = list(loaded.metrics or []) or list(defaults) or ["coverage"]
         specs = [s.config() if hasattr(s, "config") else s for s in specs]
+        for spec in loaded.metrics or []:  # the run's metric plugins: one line naming any that is missing
+            loaded.require(spec, "metric")
     per_metric = _metric_overrides(args.metric_args)
     names = [s if isinstance(s, str) else s["class_path"].rsplit(".", 1)[-1] for s in specs]
     unused = sorted(set(per_metric) - {n.strip() for n in names})
@@ -217,15 +236,18 @@ def evaluate_command(argv: list[str]) -> int:
     table = Table(title=f"lightning-gan evaluate: {loaded.source.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    notes = {k: v for metric in metrics for k, v in metric.notes().items()}
     for name, value in results.items():
         table.add_row(name, f"{value:.6g}")
+    for name, text in notes.items():
+        table.add_row(name, text)
     console.print(table)
     kimg = loaded.info.get("kimg")
     out = Path(args.out) if args.out else loaded.source.with_name(f"{loaded.source.stem}-metrics.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "checkpoint": str(loaded.source), "ema": loaded.ema, "kimg": kimg, "iteration": loaded.info.get("iteration"),
-        "data": loaded.data, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()},
+        "data": loaded.data, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()}, "notes": notes,
         "metric_configs": [m.config() for m in metrics], "seconds": timings,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")

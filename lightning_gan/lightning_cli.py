@@ -3,18 +3,25 @@
 Kept apart from ``lightning_gan.cli`` (the entry point) so that ``lightning-gan plugins`` and
 ``lightning-gan recipes`` start without importing torch and Lightning; module-level classes so that
 ``ddp_spawn`` can pickle the trainer and its callbacks.
+
+A class chosen on the command line (``--model.architecture=dcgan`` on a recipe whose architecture is ``mlp``)
+starts from its own defaults plus the options given with it, in either order
+(:func:`new_class_starts_from_its_defaults`, :func:`class_options_after_their_class`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pickle
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import ActionConfigFile
+from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -22,11 +29,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_gan import registry
-from lightning_gan.cli import COMMANDS_HELP, fail, one_line
+from lightning_gan.cli_messages import DESCRIPTION, TOOL_COMMANDS, TRAINER_COMMANDS, fail, one_line, version_report
 from lightning_gan.errors import ConfigError
 from lightning_gan.module import GANModule
 
-__all__ = ["GANArgumentParser", "GANCLI", "RecipeAction"]
+__all__ = ["GANArgumentParser", "GANCLI", "RecipeAction", "VersionAction", "class_options_after_their_class",
+           "new_class_starts_from_its_defaults"]
 
 
 class RecipeAction(argparse.Action):
@@ -34,6 +42,17 @@ class RecipeAction(argparse.Action):
 
     def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
         ActionConfigFile.apply_config(parser, cfg, "config", str(registry.recipe_path(values)))
+
+
+class VersionAction(argparse.Action):
+    """``--version``: print lightning-gan's version and its installed plugins', then exit."""
+
+    def __init__(self, option_strings: list[str], dest: str = "version", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
+        print(version_report())
+        raise SystemExit(0)
 
 
 class GANArgumentParser(LightningArgumentParser):
@@ -53,8 +72,7 @@ class GANCLI(LightningCLI):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("parser_kwargs", {})
         kwargs["parser_kwargs"].setdefault("prog", "lightning-gan")
-        kwargs["parser_kwargs"].setdefault("epilog", COMMANDS_HELP)
-        kwargs["parser_kwargs"].setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs["parser_kwargs"].setdefault("description", DESCRIPTION)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(
             GANModule, LightningDataModule, subclass_mode_data=True, parser_class=GANArgumentParser,
@@ -67,10 +85,29 @@ class GANCLI(LightningCLI):
             "--recipe", action=RecipeAction, metavar="NAME",
             help="A registered recipe (see `lightning-gan recipes`), applied like --config.",
         )
+        parser.add_argument("--version", action=VersionAction, help="Print the versions of lightning-gan and its "
+                                                                      "installed plugins, then exit.")
         return parser
 
+    def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
+        """LightningCLI's fit/validate/test/predict, listed in ``--help`` together with the commands
+        ``lightning_gan.cli`` runs itself (evaluate, generate, export, diagnose, plugins, recipes)."""
+        super()._add_subcommands(parser, **kwargs)
+        action = parser._subcommands_action
+        names = [*action.choices, *TOOL_COMMANDS]
+        action.metavar = "{" + ",".join(names) + "}"
+        for listed in action._choices_actions:
+            listed.help = TRAINER_COMMANDS.get(listed.dest, listed.help)
+        for name, summary in TOOL_COMMANDS.items():  # listed only: cli.main runs them before this parser
+            action._choices_actions.append(argparse._SubParsersAction._ChoicesPseudoAction(name, (), summary))
+
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        super().parse_arguments(parser, args)
+        """LightningCLI's parsing, where a class chosen on the command line starts from its own defaults."""
+        with new_class_starts_from_its_defaults():
+            if args is None:  # what LightningCLI does, with the class options moved after their class
+                self.config = parser.parse_args(class_options_after_their_class(sys.argv[1:]))
+            else:
+                super().parse_arguments(parser, class_options_after_their_class(args) if isinstance(args, list) else args)
         # With --ckpt_path, LightningCLI then replaces the model's options by the checkpoint's
         # hyperparameters; remember what the command line set so that it wins (e.g. a longer
         # --model.total_kimg to continue a finished run).
@@ -82,6 +119,19 @@ class GANCLI(LightningCLI):
         })
 
     def _parse_ckpt_path(self) -> None:
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if ckpt_path and Path(ckpt_path).is_file():  # a plugin class the checkpoint needs but is not installed: one line
+            from lightning_gan.checkpoint import MissingPluginError, require_run_plugins
+
+            try:
+                ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:  # noqa: BLE001 - unreadable or unsafe: Lightning's parse below, then the clear error
+                ckpt = None
+            try:
+                if isinstance(ckpt, dict):
+                    require_run_plugins(ckpt, ckpt_path)
+            except MissingPluginError as exc:
+                fail(str(exc))
         try:
             super()._parse_ckpt_path()
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
@@ -125,6 +175,83 @@ class GANCLI(LightningCLI):
         print(f"{'samples:':<12}{out / 'predictions.pt'}  (seed i -> row i; torch.load(..., weights_only=True))")
 
 
+@contextlib.contextmanager
+def new_class_starts_from_its_defaults() -> Iterator[None]:
+    """Within it, an option switched to another class (``--model.architecture=dcgan`` on a recipe whose architecture
+    is ``mlp``, ``--data=shapes``, ``--model.loss=hinge``, a second ``--config``) drops the previous class's
+    ``init_args``: the new class gets its own defaults plus what is set after the switch.
+
+    jsonargparse carries over every previous argument the new class also accepts, so that, e.g., the quickstart
+    recipe's ``z_dim: 2`` silently replaced DCGAN's default ``z_dim``. Giving the same class again keeps them.
+    """
+    import jsonargparse._typehints as typehints
+
+    original = typehints.adapt_class_type
+
+    def adapt_class_type(value: Any, *args: Any, prev_val: Any = None, **kwargs: Any) -> Any:
+        switched = bool(_class_path(prev_val) and _class_path(value) and _class_path(prev_val) != _class_path(value))
+        if switched and isinstance(prev_val, Namespace) and "init_args" in prev_val:
+            del prev_val["init_args"]  # prev_val is the parsed config's own entry: drop them there too
+        return original(value, *args, prev_val=None if switched else prev_val, **kwargs)
+
+    typehints.adapt_class_type = adapt_class_type
+    try:
+        yield
+    finally:
+        typehints.adapt_class_type = original
+
+
+def _class_path(spec: Any) -> str | None:
+    if isinstance(spec, str):
+        return spec
+    try:
+        return spec.get("class_path") if spec is not None else None
+    except AttributeError:
+        return None
+
+
+_CONFIG_OPTIONS = {"config", "c", "recipe"}
+
+
+def class_options_after_their_class(argv: list[str]) -> list[str]:
+    """``argv`` with each option of a class given before that class is chosen moved right after the choice.
+
+    ``--model.architecture.z_dim=4 --model.architecture=dcgan`` becomes ``--model.architecture=dcgan
+    --model.architecture.z_dim=4``, so that both orders mean the same (a new class starts from its defaults;
+    see :func:`new_class_starts_from_its_defaults`). Nothing moves across ``--config``, ``--recipe`` or a
+    subcommand, and ``--key+=...`` (append to a list) is not a choice of class.
+    """
+    items: list[tuple[str | None, list[str]]] = []  # (option key or None, its tokens)
+    i = 0
+    while i < len(argv):
+        token = str(argv[i])
+        if not token.startswith("-") or re.fullmatch(r"-[\d.].*", token):
+            items.append((None, [token]))
+            i += 1
+            continue
+        key, eq, _ = token.lstrip("-").partition("=")
+        takes_next = not eq and i + 1 < len(argv) and (
+            not str(argv[i + 1]).startswith("-") or re.fullmatch(r"-[\d.].*", str(argv[i + 1])) is not None)
+        if key in ("h", "help", "print_config") or key.startswith("print_config"):
+            takes_next = False  # flags (--print_config takes its flags only as --print_config=...)
+        items.append((key, argv[i:i + 2] if takes_next else [argv[i]]))
+        i += 2 if takes_next else 1
+    out: list[tuple[str | None, list[str]]] = []
+    for key, tokens in items:
+        if key and key not in _CONFIG_OPTIONS and not key.endswith("+"):
+            start = len(out)
+            while start > 0 and out[start - 1][0] is not None and out[start - 1][0] not in _CONFIG_OPTIONS:
+                start -= 1
+            earlier = [item for item in out[start:] if item[0] and item[0].startswith(key + ".")]
+            if earlier:
+                out[start:] = [item for item in out[start:] if not (item[0] and item[0].startswith(key + "."))]
+                out.append((key, tokens))
+                out.extend(earlier)
+                continue
+        out.append((key, tokens))
+    return [t for _, tokens in out for t in tokens]
+
+
 def _print_run_summary(trainer: Any, model: Any) -> None:
     """A table of the run's numbers, then one plain line per file (easy to copy, never truncated)."""
     if not trainer.is_global_zero:
@@ -133,7 +260,9 @@ def _print_run_summary(trainer: Any, model: Any) -> None:
     table.add_row("iterations", str(getattr(model, "iteration", "?")))
     table.add_row("kimg", f"{getattr(model, 'kimg', 0.0):.1f}")
     for name, value in sorted(getattr(model, "final_metrics", {}).items()):
-        table.add_row(name, f"{value:.4g}")
+        table.add_row(name, str(int(value)) if float(value).is_integer() else f"{value:.4g}")  # ids and counts exact
+    for name, text in sorted(getattr(model, "metric_notes", {}).items()):
+        table.add_row(name, text)
     Console().print(table)
     files = [("metrics", getattr(model, "metrics_path", None))]
     for cb in trainer.callbacks:

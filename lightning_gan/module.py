@@ -2,10 +2,19 @@
 
 The networks, loss and regularizers are plain objects built from the registry; this module only
 orchestrates: manual optimization with one optimizer per network, the phase schedule of
-``phases.PhaseSchedule`` (Dmain, Dreg, Gmain, Greg with lazy intervals and the Adam correction),
-image/iteration counters of its own (never ``trainer.global_step``, which counts every optimizer
-step), a G-only EMA with a half-life in kimg, gradient synchronisation per phase under DDP, and
-checkpoints that hold everything needed to continue the run (counters and every RNG included).
+``phases.PhaseSchedule`` (Dmain, Dreg, Gmain, Greg with lazy intervals and the Adam correction;
+``d_steps`` D steps per iteration, each on its own chunk of the loader's batch), image/iteration
+counters of its own (never ``trainer.global_step``, which counts every optimizer step; kimg counts
+every real image shown to D), a G-only EMA with a half-life in kimg, gradient synchronisation per phase
+under DDP, and checkpoints that hold everything needed to continue the run (counters and every RNG included).
+
+Run-time contracts: the first iteration of every fit checks the shapes of the generator's output (against
+its ``output_shape`` and the data) and of the discriminator's logits ([N]) before they are used, and the
+finiteness of the real batch, the fakes, the logits and the losses (one host sync, once). After that,
+losses and penalties are summed on the device; the sums are checked for NaN/inf at every log, when the run
+stops, at epoch and validation ends and before ``on_train_end`` reports metrics (no per-step host sync;
+under DDP the verdict is all-reduced, so every process stops together). Violations raise ``ContractError``
+or ``NonFiniteError``, both ``ConfigError``: the CLI shows one line and exits non-zero.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,12 +37,13 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from lightning_gan import registry
-from lightning_gan.checkpoint import datamodule_config
+from lightning_gan.checkpoint import datamodule_config, plugin_distributions
 from lightning_gan.ema import ema_beta, update_ema
-from lightning_gan.errors import ConfigError
+from lightning_gan.errors import ConfigError, condition_mismatch, shape_mismatch
 from lightning_gan.interfaces import (
     AdversarialLoss,
     ArchitectureSpec,
+    ContractError,
     Discriminator,
     Generator,
     NetworkName,
@@ -42,13 +51,18 @@ from lightning_gan.interfaces import (
     Regularizer,
 )
 from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric
+from lightning_gan.metrics.selection import data_default_metrics, setup_metrics
 from lightning_gan.phases import Phase, PhaseSchedule
 from lightning_gan.precision.plugins import GANPrecision
 
-__all__ = ["GANModule"]
+__all__ = ["GANModule", "NonFiniteError"]
 
 _CKPT_KEY = "lightning_gan"
 _CKPT_VERSION = 1
+
+
+class NonFiniteError(ConfigError, FloatingPointError):
+    """Training produced NaN/inf (data, generator output, logits or a loss); the run stops where it was found."""
 
 
 def _default_optimizer(params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -76,6 +90,9 @@ class GANModule(LightningModule):
         log_every_n_iterations: average and log phase losses every this many iterations (no per-step
             host sync); None follows the Trainer's ``log_every_n_steps`` so that every value reaches the logger.
         seed: seed of the training latents (offset by the process rank).
+        d_steps: discriminator steps per iteration (BigGAN 2, WGAN-GP 5). The loader's batch is split into
+            ``d_steps`` equal chunks, one per D step, so the data's ``batch_size`` counts the real images of a
+            whole iteration and must be a multiple of ``d_steps`` (see ``lightning_gan.phases``).
     """
 
     def __init__(
@@ -92,6 +109,7 @@ class GANModule(LightningModule):
         metrics: Sequence[GeneratorMetric | str] | None = None,
         log_every_n_iterations: int | None = None,
         seed: int = 0,
+        d_steps: int = 1,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -102,7 +120,8 @@ class GANModule(LightningModule):
         self.discriminator: Discriminator = pair.discriminator
         _check_networks(self.generator, self.discriminator, self.spec)
         self.regularizers = torch.nn.ModuleList([registry.resolve("regularizers", r) for r in regularizers or ()])
-        self.schedule = PhaseSchedule(self.regularizers)
+        self.schedule = PhaseSchedule(self.regularizers, d_steps=d_steps)
+        self.d_steps = d_steps
 
         if ema_kimg is not None and ema_kimg < 0:
             raise ValueError(f"ema_kimg must be >= 0 or None, got {ema_kimg}")
@@ -128,11 +147,15 @@ class GANModule(LightningModule):
         self.iteration = 0
         self.images_seen = 0
         self.final_metrics: dict[str, float] = {}
+        self.metric_notes: dict[str, str] = {}  # text that goes with the numbers (GeneratorMetric.notes)
         self.metrics_path: Path | None = None  # where on_train_end wrote them (global rank 0)
         self._latent_rng: torch.Generator | None = None
         self._pending_rng_state: dict[str, Any] | None = None
         self._loss_sums: dict[str, Tensor] = {}
         self._loss_counts: dict[str, int] = {}
+        self._clean_through = -1  # the last iteration known to be finite (for messages)
+        self._first_check = True  # the run-time contracts are checked on the first iteration of each fit
+        self._first_flags: dict[str, Tensor] = {}  # what must be finite on that iteration -> all-finite flag
         self._trainable: NetworkName | None = None
         self._ddp = False
         self._save_plain_hparams(self.metrics)
@@ -150,6 +173,7 @@ class GANModule(LightningModule):
             "metrics": None if metrics is None else [m.config() for m in metrics],
             "log_every_n_iterations": self.log_every_n_iterations,
             "seed": self.seed,
+            "d_steps": self.d_steps,
         })
 
     def add_regularizer(self, regularizer: Regularizer | str) -> Regularizer:
@@ -158,7 +182,7 @@ class GANModule(LightningModule):
             raise RuntimeError("Regularizers must be added before training starts (the optimizers are corrected for them)")
         reg = registry.resolve("regularizers", regularizer)
         self.regularizers.append(reg)
-        self.schedule = PhaseSchedule(self.regularizers)
+        self.schedule = PhaseSchedule(self.regularizers, d_steps=self.d_steps)
         self.hparams["regularizers"] = [r.config() for r in self.regularizers]
         return reg
 
@@ -207,20 +231,21 @@ class GANModule(LightningModule):
         """``metrics`` (default: the configured ones) on the sampling generator; global RNG state untouched."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if metrics is None:
-            metrics = self._configured_metrics(datamodule)
+            metrics = self.configured_metrics(datamodule)
         results: dict[str, float] = {}
         self._eval_context.new_round()  # the generator changed since the last evaluation
         with self._evaluating() as gen:
             for metric in metrics:
                 results.update(metric.compute(gen, datamodule, self._eval_context))
+                self.metric_notes.update(metric.notes())
         return results
 
-    def _configured_metrics(self, datamodule: Any) -> list[GeneratorMetric]:
+    def configured_metrics(self, datamodule: Any = None) -> list[GeneratorMetric]:
+        """The metrics this module evaluates: ``metrics`` when set, else the datamodule's ``default_metrics()``."""
         if self.metrics is not None:
             return self.metrics
         if self._default_metrics is None:
-            defaults = datamodule.default_metrics() if hasattr(datamodule, "default_metrics") else []
-            self._default_metrics = [registry.resolve("metrics", m) for m in defaults]
+            self._default_metrics = data_default_metrics(datamodule)
         return self._default_metrics
 
     # -- Lightning hooks: setup -----------------------------------------------------------------
@@ -240,20 +265,21 @@ class GANModule(LightningModule):
             )
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
-            _check_data(self.generator, self.discriminator, datamodule)
+            _check_data(self.generator, self.discriminator, datamodule, self.spec)
+            if stage == "fit":
+                _check_d_steps(getattr(datamodule, "batch_size", None), self.d_steps)
         if stage in ("fit", "validate", "test"):
             # Load weights / train classifiers now, so that a missing file stops the run before training.
             # Rank 0 goes first: what it caches on disk (e.g. the shapes classifier) the others then read.
-            metrics = self._configured_metrics(datamodule)
+            metrics = self.configured_metrics(datamodule)
             several = self.trainer.world_size > 1 and bool(metrics)
+            pinned_by = None if self.metrics is None else "--model.metrics"
             if self.trainer.is_global_zero:
-                for metric in metrics:
-                    metric.setup(datamodule)
+                setup_metrics(metrics, datamodule, pinned_by=pinned_by)  # one line for a metric that cannot serve the data
             if several:
                 strategy.barrier("lightning_gan.metrics_setup")
             if not self.trainer.is_global_zero:
-                for metric in metrics:
-                    metric.setup(datamodule)
+                setup_metrics(metrics, datamodule, pinned_by=pinned_by)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         d_opt = self.d_optimizer(self.discriminator.parameters())
@@ -272,6 +298,11 @@ class GANModule(LightningModule):
         if self._pending_rng_state is not None:
             _set_rng_state(self._pending_rng_state, self._latent_rng)
             self._pending_rng_state = None
+        self._first_check = True
+        self._first_flags.clear()
+        self._loss_sums.clear()
+        self._loss_counts.clear()
+        self._clean_through = self.iteration - 1
 
     # -- training -------------------------------------------------------------------------------
     def _split_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
@@ -282,7 +313,8 @@ class GANModule(LightningModule):
         real_c = None
         if self.generator.c_dim:
             if labels is None:
-                raise ValueError("The architecture is conditional (c_dim > 0) but the batches carry no labels")
+                raise ConfigError(f"The architecture is conditional (c_dim={self.generator.c_dim}) but the batches "
+                                  f"carry no labels; use labelled data or c_dim=0")
             real_c = labels.float() if labels.dim() == 2 else torch.nn.functional.one_hot(labels.long(), self.generator.c_dim).float()
         return real, real_c
 
@@ -304,16 +336,15 @@ class GANModule(LightningModule):
             # Lightning re-arms the reducer after every step for manual optimization; disarm it again.
             self.trainer.strategy.model.require_backward_grad_sync = False
         real, real_c = self._split_batch(batch)
-        n = real.shape[0]
+        n = real.shape[0]  # every image of the batch is shown to D: d_steps chunks of n / d_steps
         optimizers = self.optimizers()
         opts = {"discriminator": optimizers[0], "generator": optimizers[1]}
-        inputs = PenaltyInputs(generator=self.generator, discriminator=self.discriminator, real=real,
-                               real_c=real_c, latent_sampler=lambda k: self._sample_latents(k, real_c))
+        inputs = [self._penalty_inputs(r, c) for r, c in _chunks(real, real_c, self.d_steps)]
         precision = self.trainer.precision_plugin
         gan_precision = precision if isinstance(precision, GANPrecision) else None
         for phase in self.schedule.phases(self.iteration):
             with gan_precision.network(phase.network) if gan_precision else contextlib.nullcontext():
-                self._run_phase(phase, opts[phase.network], inputs)
+                self._run_phase(phase, opts[phase.network], inputs[phase.batch])
         if gan_precision is not None:
             gan_precision.end_iteration()  # loss scales change once per iteration, never per optimizer step
 
@@ -323,10 +354,19 @@ class GANModule(LightningModule):
                        ema_beta(batch_images, self.images_seen, self.ema_kimg, self.ema_rampup))
         self.iteration += 1
         self.images_seen += batch_images
+        if self._first_check:
+            self._first_check = False
+            self._check_finite(first=True)
         if self.iteration % self._log_interval == 0:
             self._log_losses()
         if self.total_kimg is not None and self.images_seen >= self.total_kimg * 1000:
+            self._check_finite()  # the last iteration: no checkpoint or metric of a diverged run
             self.trainer.should_stop = True
+
+    def _penalty_inputs(self, real: Tensor, real_c: Tensor | None) -> PenaltyInputs:
+        """What the phases of one D step's real batch see (fakes are cached per batch)."""
+        return PenaltyInputs(generator=self.generator, discriminator=self.discriminator, real=real,
+                             real_c=real_c, latent_sampler=lambda k: self._sample_latents(k, real_c))
 
     def _run_phase(self, phase: Phase, optimizer: Any, inputs: PenaltyInputs) -> None:
         self._set_trainable(phase.network)
@@ -349,8 +389,12 @@ class GANModule(LightningModule):
         if network == "discriminator":
             with torch.no_grad():
                 fake = self.generator(z, c)
+            if self._first_check:
+                self._check_samples(fake, inputs.real)
             real_logits = self.discriminator(inputs.real, inputs.real_c)
             fake_logits = self.discriminator(fake, c)
+            if self._first_check:
+                self._check_logits(real_logits, fake_logits, inputs.batch_size, z.shape[0])
             self._accumulate("logits/real", real_logits.detach().mean())
             self._accumulate("logits/fake", fake_logits.detach().mean())
             return self.loss_fn.discriminator_loss(real_logits, fake_logits)
@@ -383,26 +427,101 @@ class GANModule(LightningModule):
     def _log_losses(self) -> None:
         if not self._loss_sums:
             return
+        self._check_finite()
         means = {name: total / self._loss_counts[name] for name, total in self._loss_sums.items()}
-        stacked = torch.stack(list(means.values()))
-        if not bool(torch.isfinite(stacked).all()):
-            bad = [k for k, v in means.items() if not math.isfinite(float(v))]
-            raise FloatingPointError(
-                f"Non-finite {', '.join(bad)} at iteration {self.iteration} ({self.kimg:.1f} kimg). The game "
-                f"diverged: lower the learning rates, add a regularizer (r1) or check the data for NaNs."
-            )
         means["progress/kimg"] = torch.tensor(self.kimg)
         self.log_dict(means, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
         self._loss_sums.clear()
         self._loss_counts.clear()
 
+    # -- run-time contracts -----------------------------------------------------------------------
+    def _check_samples(self, fake: Tensor, real: Tensor) -> None:
+        """First iteration: the generator makes [N, *output_shape] and the data has that shape (no host sync)."""
+        declared = tuple(self.generator.output_shape)
+        g_name, arch = type(self.generator).__name__, type(self.spec).__name__
+        if tuple(fake.shape[1:]) != declared:
+            raise ContractError(
+                f"{g_name} (architecture {arch}) declares output_shape {declared} but returned a tensor of shape "
+                f"{list(fake.shape)}; make forward return [N, *output_shape] or declare the shape it makes"
+            )
+        if tuple(real.shape[1:]) != declared:
+            raise ConfigError(
+                f"The generator makes samples of shape {declared} but the data's batches hold {tuple(real.shape[1:])} "
+                f"(batch {list(real.shape)}); make the architecture's output shape match the data"
+            )
+        self._flag_first("the real batch", torch.isfinite(real).all())
+        self._flag_first(f"{g_name}'s output", torch.isfinite(fake).all())
+
+    def _check_logits(self, real_logits: Tensor, fake_logits: Tensor, n_real: int, n_fake: int) -> None:
+        """First iteration: the discriminator returns one logit per sample, [N] (no host sync)."""
+        d_name, arch = type(self.discriminator).__name__, type(self.spec).__name__
+        for logits, n in ((real_logits, n_real), (fake_logits, n_fake)):
+            if tuple(logits.shape) != (n,):
+                raise ContractError(
+                    f"{d_name} (architecture {arch}) returned logits of shape {list(logits.shape)} for {n} samples; "
+                    f"a discriminator returns one logit per sample, shape [N] = [{n}] "
+                    f"(e.g. end forward with .flatten())"
+                )
+        self._flag_first(f"{d_name}'s logits", torch.isfinite(real_logits).all() & torch.isfinite(fake_logits).all())
+
+    def _flag_first(self, name: str, finite: Tensor) -> None:
+        """Record a first-iteration finiteness flag; with several D steps every step's batch must be finite."""
+        previous = self._first_flags.get(name)
+        self._first_flags[name] = finite if previous is None else previous & finite
+
+    def _check_finite(self, *, first: bool = False) -> None:
+        """Stop the run if the losses and penalties summed since the last check (and, on the first iteration,
+        the data, fakes and logits) hold NaN/inf. One host sync; under DDP the verdict is all-reduced so that
+        every process stops at the same point (none waits forever for one that raised)."""
+        names = list(self._first_flags) if first else []
+        flags = [~f for f in self._first_flags.values()] if first else []
+        names += list(self._loss_sums)
+        flags += [~torch.isfinite(v) for v in self._loss_sums.values()]
+        if first:
+            self._first_flags.clear()
+        if not flags:
+            return
+        bad = torch.stack([f.reshape(()) for f in flags]).float()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        found = [name for name, b in zip(names, bad.tolist()) if b > 0]
+        if found:
+            if not first:  # losses and penalties first: they are what the advice is about
+                found.sort(key=lambda name: not name.startswith(("loss/", "penalty/")))
+            raise NonFiniteError(self._non_finite_message(found, first))
+        self._clean_through = self.iteration - 1
+
+    def _non_finite_message(self, found: list[str], first: bool) -> str:
+        last = self.iteration - 1
+        since = self._clean_through + 1  # sums stay NaN once a NaN entered them: it entered in since..last
+        when = f"iteration {last}" if first or last <= since else f"an iteration in {since}-{last}"
+        where = f"{when} ({self.kimg:.1f} kimg)"
+        if first:
+            start = "its first call, before any update" if last == 0 else f"the first iteration of this fit ({where})"
+            culprit = found[0]
+            if culprit == "the real batch":
+                return f"The real batch holds NaN/inf at {where}; check the data (and its transforms)"
+            if not culprit.startswith(("loss/", "penalty/")):
+                return (f"{culprit} is NaN/inf on {start}; check the network's initialisation and forward "
+                        f"(lightning_gan.testing.check_architecture runs the same check)")
+            who = f"the regularizer {culprit.split('/', 1)[1]}" if culprit.startswith("penalty/") \
+                else f"the loss {type(self.loss_fn).__name__}"
+            return (f"Non-finite {', '.join(found)} at {where} although the data, fakes and logits are finite; "
+                    f"check {who}")
+        return (f"Non-finite {', '.join(found)} at {where}: the game diverged; lower the learning rates, add a "
+                f"regularizer (r1) or check the data for NaNs")
+
     # -- evaluation -------------------------------------------------------------------------
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Real batches are not needed: metrics draw samples on ``on_validation_epoch_end``."""
 
+    def on_train_epoch_end(self) -> None:
+        self._check_finite()  # before the epoch's checkpoints (ModelCheckpoint saves after this hook)
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
+        self._check_finite()  # no metrics of a diverged generator
         results = self.evaluate_metrics()
         if results:
             self.log_dict(results, prog_bar=False, sync_dist=True)  # identical on every rank
@@ -428,6 +547,7 @@ class GANModule(LightningModule):
         return gen(z, c)
 
     def on_train_end(self) -> None:
+        self._check_finite()  # a run that diverged since the last log reports an error, not metrics
         self.final_metrics = self.evaluate_metrics()
         if not self.final_metrics:
             return
@@ -437,7 +557,8 @@ class GANModule(LightningModule):
         if self.trainer.is_global_zero and log_dir:
             path = Path(log_dir) / "metrics.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"iteration": self.iteration, "kimg": self.kimg, **self.final_metrics}, indent=2))
+            path.write_text(json.dumps({"iteration": self.iteration, "kimg": self.kimg, **self.final_metrics,
+                                        **self.metric_notes}, indent=2))
             self.metrics_path = path
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -451,16 +572,24 @@ class GANModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        data = None if datamodule is None else datamodule_config(datamodule)
         checkpoint[_CKPT_KEY] = {
             "version": _CKPT_VERSION, "rng": _get_rng_state(self._latent_rng),
             # how to rebuild the data, for `lightning-gan evaluate` (None: not readable from the datamodule)
-            "data": None if datamodule is None else datamodule_config(datamodule),
+            "data": data,
+            # which distribution provided each plugin class, to say what to install where one is missing
+            "plugins": plugin_distributions([dict(self.hparams), data]),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(_CKPT_KEY)
         if state is None:
             raise KeyError(f"Checkpoint has no '{_CKPT_KEY}' entry: it was not written by GANModule")
+        trained = (checkpoint.get("hyper_parameters") or {}).get("d_steps", 1)
+        if self._trainer is not None and self.trainer.state.fn == "fit" and trained != self.d_steps:
+            # the counters continue the schedule only with the same split and the same Adam correction
+            raise ConfigError(f"The checkpoint was trained with d_steps={trained} but this run has d_steps="
+                              f"{self.d_steps}; resume with --model.d_steps={trained} to continue that run")
         # RNG streams are restored when training (re)starts, after Lightning's sanity check.
         self._pending_rng_state = state["rng"]
 
@@ -494,25 +623,45 @@ def _check_networks(generator: Any, discriminator: Any, spec: Any) -> None:
     name = type(spec).__name__
     for attr in ("z_dim", "c_dim", "output_shape", "sample_latents"):
         if not hasattr(generator, attr):
-            raise TypeError(f"{name}.build() returned a generator without `{attr}`; subclass lightning_gan.Generator")
+            raise ContractError(f"{name}.build() returned a generator without `{attr}`; "
+                                f"subclass lightning_gan.Generator")
     if not hasattr(discriminator, "c_dim"):
-        raise TypeError(f"{name}.build() returned a discriminator without `c_dim`; subclass lightning_gan.Discriminator")
+        raise ContractError(f"{name}.build() returned a discriminator without `c_dim`; "
+                            f"subclass lightning_gan.Discriminator")
     if generator.c_dim != discriminator.c_dim:
-        raise ValueError(f"{name}: generator c_dim {generator.c_dim} != discriminator c_dim {discriminator.c_dim}")
+        raise ContractError(f"{name}: generator c_dim {generator.c_dim} != discriminator c_dim {discriminator.c_dim}; "
+                            f"pass the same c_dim to both networks")
 
 
-def _check_data(generator: Generator, discriminator: Discriminator, datamodule: Any) -> None:
+def _chunks(real: Tensor, real_c: Tensor | None, d_steps: int) -> list[tuple[Tensor, Tensor | None]]:
+    """The loader's batch as ``d_steps`` equal real batches, one per D step (``phases`` says why)."""
+    if d_steps == 1:
+        return [(real, real_c)]
+    n = real.shape[0]
+    _check_d_steps(n, d_steps, what=f"A training batch of {n} real images")
+    size = n // d_steps
+    reals = real.split(size)
+    conds = real_c.split(size) if real_c is not None else (None,) * d_steps
+    return list(zip(reals, conds))
+
+
+def _check_d_steps(batch_size: Any, d_steps: int, *, what: str | None = None) -> None:
+    """The batch splits into ``d_steps`` equal D-step batches (``batch_size`` None: unknown, not checked)."""
+    if d_steps == 1 or not isinstance(batch_size, int) or (batch_size % d_steps == 0 and batch_size >= d_steps):
+        return
+    multiple = max(d_steps, round(batch_size / d_steps) * d_steps)
+    raise ConfigError(
+        f"{what or f'--data.batch_size={batch_size}'} cannot be split into --model.d_steps={d_steps} equal "
+        f"discriminator steps (each D step takes batch_size / d_steps real images of the iteration's batch); "
+        f"use a batch size that is a multiple of {d_steps}, e.g. {multiple}, and drop incomplete last batches"
+    )
+
+
+def _check_data(generator: Generator, discriminator: Discriminator, datamodule: Any, spec: Any = None) -> None:
     shape = getattr(datamodule, "data_shape", None)
     if shape is not None and tuple(shape) != tuple(generator.output_shape):
-        raise ConfigError(
-            f"The generator makes samples of shape {tuple(generator.output_shape)} but "
-            f"{type(datamodule).__name__} yields {tuple(shape)}; make the architecture's resolution/channels "
-            f"match the data (e.g. --model.architecture.resolution / --data.resolution)."
-        )
+        raise ConfigError(shape_mismatch(tuple(generator.output_shape), tuple(shape), spec, datamodule))
     classes = getattr(datamodule, "num_classes", 0)
     if generator.c_dim and generator.c_dim != classes:
-        raise ConfigError(
-            f"The architecture is conditional on {generator.c_dim} classes but {type(datamodule).__name__} "
-            f"has {classes}; set the architecture's c_dim to {classes} (or 0 for an unconditional model)."
-        )
+        raise ConfigError(condition_mismatch(generator.c_dim, classes, spec, datamodule))
 

@@ -11,6 +11,13 @@ Listing reads installed metadata only and imports nothing; loading a name import
 plugin. Set ``LIGHTNING_GAN_DISABLE_PLUGIN_AUTOLOAD=1`` to ignore every distribution's entry points
 except the core's own (in-process :func:`register` calls still count).
 
+Recipes are YAML files. The core ships every first-party recipe (the repository's top-level
+``recipes/`` folder, installed as the package ``lightning_gan.recipes``): each ``<name>.yaml`` there is
+the recipe ``<name>`` without an entry point; other distributions add theirs through the
+``lightning_gan.recipes`` group. What a recipe needs is read from its class paths and registry names
+(:func:`recipe_needs`), and a name of a first-party plugin that is not installed gets an error that says
+which distribution to install (:data:`FIRST_PARTY_PLUGINS`).
+
 This module imports neither torch nor lightning, so ``lightning-gan plugins`` stays fast.
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata as metadata
+import importlib.util
 import os
 import re
 import threading
@@ -30,20 +38,25 @@ from typing import Any
 __all__ = [
     "AUTOLOAD_ENV",
     "CORE_DISTRIBUTION",
+    "FIRST_PARTY_PLUGINS",
     "GROUPS",
     "BrokenPluginError",
     "DuplicatePluginError",
     "PluginEntry",
     "PluginError",
+    "RecipeNeeds",
     "Registry",
     "UnknownPluginError",
     "get_registry",
     "import_target",
     "list_plugins",
     "load",
+    "recipe_needs",
+    "recipe_path",
     "refresh",
     "register",
     "resolve",
+    "unknown_group_entries",
 ]
 
 AUTOLOAD_ENV = "LIGHTNING_GAN_DISABLE_PLUGIN_AUTOLOAD"
@@ -61,6 +74,15 @@ GROUPS: dict[str, tuple[str | None, str]] = {
     "recipes": (None, "training recipes (YAML configs)"),
 }
 
+# The first-party plugins (plugins/ in the repository): distributions of their own that the core never
+# imports. Their names are known here, and only here, so that a message can say which one to install.
+FIRST_PARTY_PLUGINS: dict[str, dict[str, tuple[str, ...]]] = {
+    "lightning-gan-dcgan": {"architectures": ("dcgan", "mlp")},
+    "lightning-gan-stylegan2": {"architectures": ("stylegan2",), "regularizers": ("path_length",)},
+}
+
+CORE_RECIPES_PACKAGE = "lightning_gan.recipes"  # the top-level recipes/ folder, as installed
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 
@@ -69,15 +91,27 @@ class PluginError(Exception):
 
 
 class UnknownPluginError(PluginError, ImportError, LookupError):
-    """No plugin of that name in the group. The message lists what is available."""
+    """No plugin of that name in the group. The message says what to install, or lists what is available."""
 
     def __init__(self, group: str, name: str, available: list[str]) -> None:
         close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        listing = ", ".join(available) if available else "(none installed)"
-        plural = "precision strategies" if group == "precision" else group
-        super().__init__(f"Unknown {_singular(group)} {name!r}.{hint} Available {plural}: {listing}.")
         self.group, self.plugin_name, self.available, self.close_matches = group, name, available, close
+        unknown = f"Unknown {_singular(group)} {name!r}"
+        provider = first_party_distribution(name, group)
+        misplaced = _declared_in_unknown_group(group, name)
+        if provider is not None:
+            super().__init__(f"{unknown}: it is provided by {distribution_problem(provider)}.")
+        elif misplaced is not None:
+            entry, good = misplaced
+            super().__init__(f"{unknown}: {entry.provider} declares it in the entry-point group {entry.group!r}, "
+                             f"which lightning-gan does not read; rename the group to {good!r} and reinstall it.")
+        else:
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            listing = ", ".join(available) if available else ("(none installed)" if autoload_enabled() else "(none)")
+            plural = "precision strategies" if group == "precision" else group
+            off = (f" ({AUTOLOAD_ENV} is set: only lightning-gan's own plugins and register() calls count; "
+                   f"unset it to use installed plugins.)" if not autoload_enabled() else "")
+            super().__init__(f"{unknown}.{hint} Available {plural}: {listing}.{off}")
 
 
 class BrokenPluginError(PluginError, ImportError):
@@ -86,6 +120,44 @@ class BrokenPluginError(PluginError, ImportError):
 
 class DuplicatePluginError(PluginError, LookupError):
     """Two distributions (or an entry point and an in-process registration) claim the same name."""
+
+
+def first_party_distribution(name: str, group: str | None = None) -> str | None:
+    """The first-party plugin distribution that provides ``name`` (in ``group``, or in any group), or None."""
+    for distribution, groups in FIRST_PARTY_PLUGINS.items():
+        for g, names in groups.items():
+            if name in names and (group is None or g == group):
+                return distribution
+    return None
+
+
+def _first_party_of_module(module: str) -> str | None:
+    """``lightning_gan_stylegan2.networks`` -> ``lightning-gan-stylegan2`` (a first-party plugin's package)."""
+    top = module.split(".")[0]
+    return next((d for d in FIRST_PARTY_PLUGINS if d.replace("-", "_") == top), None)
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, None when it is not installed (reads metadata only)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def distribution_problem(distribution: str) -> str:
+    """Why a plugin distribution's names are not available, and what to do: the clause every message shares.
+
+    E.g. ``lightning-gan-dcgan, which is not installed: pip install lightning-gan-dcgan``.
+    """
+    version = installed_version(distribution)
+    if version is None:
+        return f"{distribution}, which is not installed: pip install {distribution}"
+    if not autoload_enabled():
+        return (f"{distribution} {version}, whose entry points are ignored because {AUTOLOAD_ENV} is set: "
+                f"unset it (or register the plugin in-process with lightning_gan.register)")
+    return (f"{distribution} {version}, which is installed but does not declare it: "
+            f"reinstall it (pip install --force-reinstall --no-deps {distribution})")
 
 
 def _singular(group: str) -> str:
@@ -102,7 +174,7 @@ class PluginEntry:
     target: str  # "module:attr" for entry points and registered objects
     distribution: str | None  # None for in-process registrations
     version: str | None
-    origin: str  # "entry-point" | "register"
+    origin: str  # "entry-point" | "register" | "package-data" (a recipe file shipped by the core)
     entry_point: metadata.EntryPoint | None = field(default=None, compare=False, repr=False)
     obj: Any = field(default=None, compare=False, repr=False)
 
@@ -164,6 +236,9 @@ class Registry:
         with self._lock:
             if self._discovered is None:
                 found: dict[str, list[PluginEntry]] = {}
+                if self.group == "recipes":  # the core's recipe files, no entry point needed
+                    for entry in _core_recipe_entries():
+                        found.setdefault(entry.name, []).append(entry)
                 autoload = autoload_enabled()
                 for ep in metadata.entry_points(group=self.entry_point_group):
                     dist = getattr(ep, "dist", None)
@@ -235,7 +310,7 @@ class Registry:
                     f"Uninstall one, or pick one by its full path (e.g. {candidates[0].target.replace(':', '.')!r})."
                 )
             (entry,) = candidates
-            if entry.origin == "register":
+            if entry.origin in ("register", "package-data"):
                 obj = entry.obj
             else:
                 try:
@@ -352,6 +427,58 @@ def _recipe_path(name: str, obj: Any, where: str) -> Path:
     raise BrokenPluginError(f"{where}: package {obj.__name__!r} has no file {name}.yaml")
 
 
+def _core_recipe_entries() -> list[PluginEntry]:
+    """One entry per ``*.yaml`` file of the core's recipes package (found without importing it)."""
+    try:
+        spec = importlib.util.find_spec(CORE_RECIPES_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    folders = (spec.submodule_search_locations or []) if spec is not None else []
+    version = installed_version(CORE_DISTRIBUTION)
+    files = sorted({p.stem: p for folder in folders for p in Path(folder).glob("*.yaml")}.items())
+    return [PluginEntry(group="recipes", name=name, target=CORE_RECIPES_PACKAGE, distribution=CORE_DISTRIBUTION,
+                        version=version, origin="package-data", obj=path) for name, path in files]
+
+
+def _closest_group(group: str) -> str:
+    """The known entry-point group closest to ``group`` (``lightning_gan.architecture`` -> ``...architectures``)."""
+    short = group[len(ENTRY_POINT_PREFIX):]
+    close = difflib.get_close_matches(short, list(GROUPS), n=1, cutoff=0.0)
+    return ENTRY_POINT_PREFIX + close[0]
+
+
+def unknown_group_entries() -> list[tuple[PluginEntry, str]]:
+    """Entry points in groups that start with ``lightning_gan.`` but that lightning-gan does not read.
+
+    A typo such as ``lightning_gan.architecture`` would otherwise be ignored without a word. Each comes
+    with a status naming the closest known group. Reads metadata only.
+    """
+    rows: list[tuple[PluginEntry, str]] = []
+    seen: set[tuple[str, str, str | None]] = set()
+    known = {ENTRY_POINT_PREFIX + g for g in GROUPS}
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if not ep.group.startswith(ENTRY_POINT_PREFIX) or ep.group in known:
+                continue
+            dist_name = dist.metadata["Name"]
+            key = (ep.group, ep.name, _canonical(dist_name))
+            if key in seen:
+                continue
+            seen.add(key)
+            entry = PluginEntry(group=ep.group, name=ep.name, target=ep.value, distribution=dist_name,
+                                version=dist.version, origin="entry-point", entry_point=ep)
+            rows.append((entry, f"ignored: unknown group {ep.group!r}; did you mean {_closest_group(ep.group)!r}?"))
+    return sorted(rows, key=lambda row: (row[0].group, row[0].name))
+
+
+def _declared_in_unknown_group(group: str, name: str) -> tuple[PluginEntry, str] | None:
+    """An entry point named ``name`` in a misspelled group whose closest known group is ``group``."""
+    for entry, _ in unknown_group_entries():
+        if entry.name == name and _closest_group(entry.group) == ENTRY_POINT_PREFIX + group:
+            return entry, ENTRY_POINT_PREFIX + group
+    return None
+
+
 _REGISTRIES: dict[str, Registry] = {}
 
 
@@ -403,6 +530,97 @@ def recipe_path(name_or_path: str) -> Path:
     if path.suffix in {".yaml", ".yml"} and path.is_file():
         return path
     return get_registry("recipes").load(name_or_path)
+
+
+@dataclass(frozen=True)
+class RecipeNeeds:
+    """The plugin distributions a recipe needs, read from its class paths and registry names.
+
+    ``plugins``: the distributions other than lightning-gan that provide what it names (sorted);
+    ``missing``: one clause per distribution or module that is not available, saying what to install.
+    """
+
+    plugins: tuple[str, ...]
+    missing: tuple[str, ...]
+
+    def message(self, recipe: str) -> str:
+        """One line: what the recipe needs and what to install (empty when nothing is missing)."""
+        return f"Recipe {recipe!r} needs {'; '.join(self.missing)}." if self.missing else ""
+
+
+# Keys whose plain string values are registry names (``loss: hinge``, ``regularizers: [r1]``, ``data: toy2d``).
+_NAME_KEYS = frozenset({"architecture", "loss", "regularizers", "metrics", "plugins", "data"})
+
+
+def _named_plugins(node: Any, key: str | None = None) -> Iterator[str]:
+    """Every ``class_path`` value of a parsed YAML config, and plain names under the keys that take plugins."""
+    if isinstance(node, Mapping):
+        class_path = node.get("class_path")
+        if isinstance(class_path, str):
+            yield class_path
+        for k, value in node.items():
+            if k != "class_path":
+                yield from _named_plugins(value, str(k))
+    elif isinstance(node, list):
+        for value in node:
+            yield from _named_plugins(value, key)
+    elif isinstance(node, str) and key in _NAME_KEYS:
+        yield node
+
+
+def _module_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _provider_of(value: str) -> tuple[str | None, str | None]:
+    """(plugin distribution that provides ``value`` or None, what is missing or None) for a name or class path."""
+    if _is_import_path(value):
+        module = value.partition(":")[0] if ":" in value else value.rpartition(".")[0]
+        top = module.split(".")[0]
+        distribution = _first_party_of_module(top)
+        if _module_available(top):
+            return distribution, None
+        if distribution is not None:
+            return distribution, distribution_problem(distribution)
+        return None, f"the module {top!r} (for {value}), which is not installed"
+    for group in GROUPS:
+        if group == "recipes":
+            continue
+        candidates = get_registry(group)._candidates(value)
+        if candidates:
+            distribution = candidates[0].distribution
+            return (None if _canonical(distribution) in (None, CORE_DISTRIBUTION) else distribution), None
+    distribution = first_party_distribution(value)
+    if distribution is not None:
+        return distribution, distribution_problem(distribution)
+    return None, None  # not a registry name: left to the config parser (a short class name, say)
+
+
+def recipe_needs(path: str | os.PathLike[str]) -> RecipeNeeds:
+    """What the recipe file at ``path`` needs beyond lightning-gan, and what of it is missing (reads metadata only).
+
+    Raises ``BrokenPluginError`` when the file is not a YAML mapping.
+    """
+    import yaml  # a dependency of the core; imported here so that listing plugins does not need it
+
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise BrokenPluginError(f"Recipe file {str(path)!r} cannot be read as YAML: {exc}") from exc
+    if not isinstance(config, Mapping):
+        raise BrokenPluginError(f"Recipe file {str(path)!r} is not a YAML mapping of options")
+    plugins: set[str] = set()
+    missing: dict[str, None] = {}
+    for value in _named_plugins(config):
+        distribution, problem = _provider_of(value)
+        if distribution is not None:
+            plugins.add(distribution)
+        if problem is not None:
+            missing[problem] = None
+    return RecipeNeeds(plugins=tuple(sorted(plugins)), missing=tuple(missing))
 
 
 def recipe_description(path: Path) -> str:

@@ -46,7 +46,7 @@ from lightning_gan.analysis.stability import (
     layer_spectral_norms,
     max_stable_lr,
 )
-from lightning_gan.checkpoint import load_checkpoint
+from lightning_gan.checkpoint import load_checkpoint, resolve_recorded
 from lightning_gan.errors import ConfigError
 
 __all__ = ["Networks", "diagnose", "load_networks", "networks_from_config", "stability_summary"]
@@ -93,7 +93,9 @@ def load_networks(path: str | os.PathLike[str], *, ema: bool = True) -> Networks
     hparams = ckpt.get("hyper_parameters") or {}
     if "architecture" not in hparams or "state_dict" not in ckpt:
         raise ConfigError(f"{path} is not a GANModule checkpoint (no architecture hyperparameters or state_dict)")
-    pair = registry.resolve("architectures", hparams["architecture"]).build()
+    plugins = (ckpt.get("lightning_gan") or {}).get("plugins")
+    pair = resolve_recorded("architectures", hparams["architecture"], kind="architecture", source=path,
+                            plugins=plugins).build()
     state = ckpt["state_dict"]
     use_ema = ema and any(k.startswith("generator_ema.") for k in state)
     for net, prefix in ((pair.generator, "generator_ema." if use_ema else "generator."),

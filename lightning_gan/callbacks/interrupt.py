@@ -18,11 +18,16 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lightning_gan.errors import ConfigError
+
 __all__ = ["InterruptCheckpoint"]
 
 
 class InterruptCheckpoint(Callback):
     """Saves ``<dirpath>/<filename>.ckpt`` when training stops on an exception.
+
+    A run the framework refused (a ``ConfigError``: a broken contract, a non-finite loss) is not saved:
+    its weights are nothing to continue from.
 
     Args:
         dirpath: the folder of the checkpoint.
@@ -43,6 +48,8 @@ class InterruptCheckpoint(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0:
             return  # not fitting, or nothing trained yet (e.g. a configuration error at setup)
+        if isinstance(exception, ConfigError):
+            return  # a refused run (a broken contract, a diverged game): nothing worth continuing
         trainer.save_checkpoint(self.ckpt_path)
         kimg = getattr(pl_module, "kimg", None)
         where = f" at {kimg:.1f} kimg" if isinstance(kimg, float) else ""

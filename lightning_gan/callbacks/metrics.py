@@ -5,10 +5,16 @@ untouched, real-data features computed once per run). The numbers are logged (``
 to ``<log_dir>/metrics.jsonl`` (one JSON object per evaluation: kimg, iteration, values) and, when
 ``monitor`` is set, the checkpoint of the best value so far is kept at ``<dirpath>/best.ckpt``. Every
 process computes the same numbers from the same seeds; the decision to save comes from rank 0.
+
+By default the metrics follow the run: the model's ``metrics`` (``--model.metrics``), which by default are
+the datamodule's own (``default_metrics()``), and the best checkpoint follows the first metric's headline
+(``shapes/fd`` for shapes, ``swd`` or ``fid`` for an image folder). So a recipe that pins no metric trains
+on any data: ``--data=image_folder`` switches the metrics with it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Sequence
@@ -24,6 +30,7 @@ from typing_extensions import override
 from lightning_gan import registry
 from lightning_gan.errors import ConfigError
 from lightning_gan.metrics.base import GeneratorMetric
+from lightning_gan.metrics.selection import headline, setup_metrics
 
 __all__ = ["MetricsCallback"]
 
@@ -34,26 +41,38 @@ class MetricsCallback(Callback):
     """Evaluates ``metrics`` every ``every_n_kimg`` thousand images and at the end of fit.
 
     Args:
-        metrics: metric objects or registered names (``fid``, ``shapes``, ``coverage``, ...).
+        metrics: metric objects or registered names (``fid``, ``shapes``, ``swd``, ``coverage``, ...); None:
+            the model's metrics (``--model.metrics``, by default the datamodule's ``default_metrics()``).
+        num_samples: images per evaluation for the data's own metrics (e.g. 5000 for quicker shapes metrics);
+            None keeps each metric's default. Metrics pinned here or by ``--model.metrics`` keep their own.
         every_n_kimg: evaluate each time this many thousand images have been shown.
-        monitor: a result name (``fid``, ``shapes/fd``, ``coverage/modes``) whose best value keeps a checkpoint;
-            None keeps none.
-        mode: ``min`` or ``max``: which direction of ``monitor`` is better.
+        monitor: a result name (``fid``, ``shapes/fd``, ``swd``, ``coverage/modes``) whose best value keeps a
+            checkpoint; ``"auto"``: the headline of the first metric that has one (``shapes/fd``, ``swd``,
+            ``fid``, ...); None keeps none.
+        mode: ``min`` or ``max``: which direction of ``monitor`` is better; ``"auto"``: the headline's
+            direction (``min`` for a result that is no metric's headline).
         dirpath: where ``best.ckpt`` goes; default ``<trainer.log_dir>/checkpoints``.
         filename: name of the best checkpoint, without ``.ckpt``.
     """
 
-    def __init__(self, *, metrics: Sequence[GeneratorMetric | str], every_n_kimg: float = 50.0,
-                 monitor: str | None = None, mode: Literal["min", "max"] = "min",
+    def __init__(self, *, metrics: Sequence[GeneratorMetric | str] | None = None, num_samples: int | None = None,
+                 every_n_kimg: float = 50.0, monitor: str | None = "auto",
+                 mode: Literal["auto", "min", "max"] = "auto",
                  dirpath: str | Path | None = None, filename: str = "best") -> None:
         super().__init__()
         if every_n_kimg <= 0:
             raise ValueError(f"every_n_kimg must be > 0, got {every_n_kimg}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.metrics = [registry.resolve("metrics", m) for m in metrics]
-        if not self.metrics:
-            raise ValueError("MetricsCallback needs at least one metric")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2):
+            raise ValueError(f"num_samples must be an integer >= 2 or None, got {num_samples!r}")
+        self.metrics: list[GeneratorMetric] | None = None
+        self._pinned = metrics is not None
+        if metrics is not None:
+            self.metrics = [registry.resolve("metrics", m) for m in metrics]
+            if not self.metrics:
+                raise ValueError("MetricsCallback needs at least one metric (or metrics=None to follow the model's)")
+        self.num_samples = num_samples
         self.every_n_kimg = float(every_n_kimg)
         self.monitor = monitor
         self.mode = mode
@@ -67,6 +86,7 @@ class MetricsCallback(Callback):
         self.history: list[dict[str, float]] = []
         self._next_kimg = math.inf
         self._log_path: Path | None = None
+        self._monitor, self._mode = self._resolve_monitor()  # "auto" settled again at setup, once the metrics are known
 
     @cached_property
     def state_key(self) -> str:
@@ -80,8 +100,19 @@ class MetricsCallback(Callback):
         if not hasattr(pl_module, "evaluate_metrics") or not hasattr(pl_module, "kimg"):
             raise ConfigError(f"MetricsCallback needs a GANModule-like module; {type(pl_module).__name__} has no evaluate_metrics")
         datamodule = getattr(trainer, "datamodule", None)
-        for metric in self.metrics:
-            metric.setup(datamodule)  # weights and classifiers now, not in the middle of training
+        if self._pinned:
+            pinned_by: str | None = "the MetricsCallback's metrics in the config"
+        else:
+            configured = getattr(pl_module, "configured_metrics", None)
+            metrics = configured(datamodule) if configured else []
+            pinned_by = "--model.metrics" if getattr(pl_module, "metrics", None) is not None else None
+            self.metrics = metrics if pinned_by else self._with_num_samples(metrics)  # a pinned metric keeps its count
+        # weights and classifiers now, not in the middle of training; one line for a metric that cannot serve the data
+        setup_metrics(self.metrics, datamodule, pinned_by=pinned_by)
+        self._monitor, self._mode = self._resolve_monitor()
+        if not self.metrics:
+            rank_zero_info(f"MetricsCallback: {type(datamodule).__name__} has no default metrics and none are set; "
+                           f"nothing to evaluate (set --model.metrics)")
         log_dir = trainer.log_dir  # collective: every rank calls it
         base = Path(log_dir or ".")
         self._log_path = base / "metrics.jsonl"
@@ -96,17 +127,19 @@ class MetricsCallback(Callback):
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if pl_module.kimg + _EPS < self._next_kimg:
+        if not self.metrics or pl_module.kimg + _EPS < self._next_kimg:
             return
         self._evaluate(trainer, pl_module)
         self._next_kimg = (math.floor(float(pl_module.kimg) / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.metrics:
+            return
         if self.last_kimg is None or abs(self.last_kimg - float(pl_module.kimg)) > _EPS:
             self._evaluate(trainer, pl_module)
         if self.best_path and trainer.is_global_zero:
-            rank_zero_info(f"best {self.monitor} = {self.best_value:.6g} at {self.best_kimg:.1f} kimg: {self.best_path}")
+            rank_zero_info(f"best {self._monitor} = {self.best_value:.6g} at {self.best_kimg:.1f} kimg: {self.best_path}")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -121,25 +154,50 @@ class MetricsCallback(Callback):
         self.best_path = state_dict.get("best_path")
         self.history = list(state_dict.get("history") or [])
 
+    # -- metric choice --------------------------------------------------------------------------------
+    def _with_num_samples(self, metrics: Sequence[GeneratorMetric]) -> list[GeneratorMetric]:
+        """Copies of ``metrics`` that draw ``num_samples`` images (metrics without that setting unchanged)."""
+        if self.num_samples is None:
+            return list(metrics)
+        out = []
+        for metric in metrics:
+            if hasattr(metric, "num_samples"):
+                metric = copy.copy(metric)  # shares loaded weights and caches; the model's metric keeps its count
+                metric.num_samples = self.num_samples
+            out.append(metric)
+        return out
+
+    def _resolve_monitor(self) -> tuple[str | None, Literal["min", "max"]]:
+        """(result name, direction) of the best checkpoint: ``monitor``/``mode`` with ``"auto"`` filled in."""
+        headlines = [h for h in (headline(m) for m in self.metrics or []) if h is not None]
+        monitor = self.monitor
+        if monitor == "auto":
+            monitor = headlines[0][0] if headlines else None
+        if self.mode != "auto":
+            return monitor, self.mode
+        return monitor, next((mode for name, mode in headlines if name == monitor), "min")
+
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, trainer: Trainer, pl_module: Any) -> None:
         kimg = float(pl_module.kimg)
         results = pl_module.evaluate_metrics(self.metrics)
         self.last_kimg = kimg
-        self.history.append({"kimg": kimg, "iteration": int(pl_module.iteration), **results})
+        notes = dict(getattr(pl_module, "metric_notes", {}))  # text (e.g. shapes/judge): not for the loggers
+        self.history.append({"kimg": kimg, "iteration": int(pl_module.iteration), **results, **notes})
         for logger in trainer.loggers:
             logger.log_metrics({f"metrics/{k}": v for k, v in results.items()}, step=trainer.global_step)
         if trainer.is_global_zero and self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             with self._log_path.open("a") as f:
                 f.write(json.dumps(self.history[-1]) + "\n")
-        if self.monitor is None:
+        if self._monitor is None:
             return
-        if self.monitor not in results:
-            raise ConfigError(f"MetricsCallback monitors {self.monitor!r} but the metrics give {sorted(results)}")
-        value = float(results[self.monitor])
+        if self._monitor not in results:
+            raise ConfigError(f"MetricsCallback monitors {self._monitor!r} but the metrics give {sorted(results)}; "
+                              f"set its monitor to one of them (or 'auto')")
+        value = float(results[self._monitor])
         better = math.isfinite(value) and (self.best_value is None or (
-            value < self.best_value if self.mode == "min" else value > self.best_value))
+            value < self.best_value if self._mode == "min" else value > self.best_value))
         better = bool(trainer.strategy.broadcast(better, src=0))  # one decision for every process
         if better:
             self.best_value, self.best_kimg = value, kimg

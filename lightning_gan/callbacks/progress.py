@@ -8,15 +8,19 @@ module itself, so it is current on every redraw. Redraws and metric updates happ
 ``refresh_rate`` times per second: a fast toy run pays one clock read per batch.
 
 When the console is not a terminal (output redirected to a file, ``nohup``, CI logs) rich draws no bar until
-the run ends, so the bar also prints one plain line every ``log_every_s`` seconds instead, e.g.
-``kimg: 12.3/50 · 118 img/s · eta 5m17s · D: 1.23 · G: 0.713 · ...``.
+the run ends, so the bar prints one plain line every ``log_every_s`` seconds instead, e.g.
+``kimg: 12.3/50 · 118 img/s · eta 5m17s · D: 1.23 · G: 0.713 · ...``, and a last one when training ends
+(unless the previous line already showed the final count). Rich's own end-of-run rendering of the bar (the
+bar, the timings and the metrics wrapped over several lines) is then left out: the log ends with the plain
+lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -136,9 +140,7 @@ class GANProgressBar(RichProgressBar):
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        console = self._console
-        self._plain_lines = (self.log_every_s is not None and self.is_enabled and console is not None
-                             and not console.is_terminal)
+        self._plain_lines = self.prints_plain_lines
         now = time.monotonic()
         self._next_line = now + (self.log_every_s or 0.0)
         self._last_line = (now, int(getattr(pl_module, "images_seen", 0)))
@@ -159,6 +161,48 @@ class GANProgressBar(RichProgressBar):
         if items:
             parts.append(format_metrics_line(items))
         return DELIMITER.join(parts)
+
+    @property
+    def prints_plain_lines(self) -> bool:
+        """True when the bar writes plain progress lines instead of drawing itself (its console is not a terminal)."""
+        console = self._console
+        return self.log_every_s is not None and self.is_enabled and console is not None and not console.is_terminal
+
+    @contextlib.contextmanager
+    def _no_final_render(self) -> Iterator[None]:
+        """Mute the console while the live display stops, if plain lines replace it.
+
+        A stopping rich display on a console that is not a terminal prints the bar once more (wrapped over
+        several lines) and then an empty line; the plain lines already said all of it.
+        """
+        console = self._console
+        if not self.prints_plain_lines or console is None:
+            yield
+            return
+        was_quiet = console.quiet
+        console.quiet = True
+        try:
+            yield
+        finally:
+            console.quiet = was_quiet
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        images = int(getattr(pl_module, "images_seen", 0))
+        if self._plain_lines and (self._last_line is None or self._last_line[1] != images):
+            self._console.print(self.plain_line(trainer, pl_module, time.monotonic()), markup=False,
+                                highlight=False, soft_wrap=True)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        with self._no_final_render():
+            super().teardown(trainer, pl_module, stage)
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        with self._no_final_render():
+            super().on_exception(trainer, pl_module, exception)
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,

@@ -104,7 +104,8 @@ class GANDataModule(LightningDataModule):
         self.train_dataset: Dataset | None = None
 
     def default_metrics(self) -> list[Any]:
-        """Metrics GANModule evaluates when its ``metrics`` argument is left at None."""
+        """Metrics a run evaluates when no config pins any: GANModule's and MetricsCallback's ``metrics`` left at None
+        (names or metric objects; ``lightning_gan.metrics.selection``)."""
         return []
 
     def _loader(self, dataset: Dataset, *, shuffle: bool, batch_size: int | None = None,

@@ -50,9 +50,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lightning_gan.data.base import GANDataModule
+from lightning_gan.errors import ConfigError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "ImageFolderDataset", "ImageSource", "load_image",
-           "read_labels"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataModule", "ImageFolderDataset", "ImageSource", "MissingImagesError",
+           "load_image", "read_labels"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
@@ -82,7 +83,10 @@ class ImageSource:
                 raise ValueError(f"{self.path!r} is neither a folder nor a zip archive of images")
             self.is_zip = True
         else:
-            raise FileNotFoundError(f"Image folder or zip not found: {self.path!r}")
+            raise MissingImagesError(
+                f"Image folder or zip not found: {self.path!r}; give your images with --data.init_args.path=DIR "
+                f"(a folder, searched recursively, or a .zip)"
+            )
         self._zip: zipfile.ZipFile | None = None
         self._zip_pid: int | None = None
 
@@ -133,6 +137,10 @@ class ImageSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
+
+
+class MissingImagesError(ConfigError, FileNotFoundError):
+    """The image folder or zip a run was given does not exist (the CLI shows it as one line)."""
 
 
 def read_labels(text: str, *, origin: str) -> dict[str, int] | None:
@@ -371,6 +379,13 @@ class ImageFolderDataModule(GANDataModule):
                 self._label_map = read_labels(self.source.read(_DEFAULT_LABELS).decode("utf-8"), origin=origin)
             self._labels_read = True
         return self._label_map
+
+    def default_metrics(self) -> list[Any]:
+        """FID and KID when the Inception weights are on this machine, else the sliced Wasserstein distance
+        (``swd``, nothing to download); see ``lightning_gan.metrics.features`` for where the weights are looked up."""
+        from lightning_gan.metrics.features import find_inception_weights
+
+        return ["fid", "kid"] if find_inception_weights() is not None else ["swd"]
 
     @property
     def num_classes(self) -> int:  # type: ignore[override]

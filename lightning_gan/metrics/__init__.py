@@ -2,7 +2,8 @@
 
 Registered by name in the ``lightning_gan.metrics`` entry-point group (``lightning-gan plugins``):
 ``fid``, ``kid``, ``is``, ``pr`` (Inception-v3 or any extractor), ``coverage``/``mode_coverage``,
-``shapes`` (classifier-based, no download), ``ppl``, ``jodi``, ``eqt``.
+``shapes`` (classifier-based, no download), ``swd`` (multi-scale sliced Wasserstein, any images, no download),
+``ppl``, ``jodi``, ``eqt``.
 """
 
 from lightning_gan.metrics.base import EvaluationContext, FeatureSet, GeneratorMetric, generate_images, iter_generated

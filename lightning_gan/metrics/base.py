@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_gan.interfaces import Configurable, Generator
+from lightning_gan.metrics.features import extract_features
 from lightning_gan.utils.images import to_uint8
 
 __all__ = [
@@ -58,6 +59,12 @@ class GeneratorMetric(Configurable):
 
     def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
         raise NotImplementedError
+
+    def notes(self) -> dict[str, str]:
+        """Text that goes with the numbers, ``{name: text}`` (e.g. ``{"shapes/judge": "pinned-3f2a..."}``):
+        for records that take text (``metrics.json``, the run summary, ``evaluate``'s JSON), never for
+        loggers, which take numbers only. Valid after ``setup``; empty by default."""
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config()["init_args"].items())
@@ -232,8 +239,6 @@ class EvaluationContext:
 
     def _extract(self, extractor: nn.Module, batches: Iterator[tuple[Tensor, Tensor | None]], total: int,
                  description: str) -> FeatureSet:
-        from lightning_gan.metrics.features import extract_features
-
         features, logits, labels = [], [], []
         with self._progress(description, total) as advance:
             for images, lb in batches:

@@ -33,7 +33,6 @@ from torch import Tensor, nn
 from lightning_gan.errors import ConfigError
 
 __all__ = [
-    "ExtractorArgument",
     "INCEPTION_FILE",
     "INCEPTION_URL",
     "FeatureExtractor",
@@ -73,46 +72,6 @@ class FeatureExtractor(nn.Module):
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         """Features [N, D] and class logits [N, K] (None when the extractor is not a classifier)."""
         return self(images), None
-
-
-class ExtractorArgument:
-    """Mixin for metrics with an ``extractor`` argument: ``"inception"``, ``"shapes"`` or an ``nn.Module``.
-
-    ``feature_extractor(datamodule)`` builds the named one on first use (Inception-v3 from local weights,
-    see ``inception_weights``; the shapes classifier of the datamodule, trained once and cached) and
-    ``config()`` stores a module as its config (``Configurable``) or as ``"custom:<class path>"``.
-    """
-
-    extractor: str | nn.Module
-    _module: nn.Module | None = None
-
-    def feature_extractor(self, datamodule: Any = None) -> nn.Module:
-        if self._module is None:
-            if isinstance(self.extractor, nn.Module):
-                module = self.extractor
-            elif self.extractor == "inception":
-                module = InceptionV3Features(getattr(self, "inception_weights", None))
-                module.load()
-            elif self.extractor == "shapes":
-                from lightning_gan.metrics.shapes import shapes_classifier_for
-
-                module = shapes_classifier_for(datamodule)
-            else:
-                raise ConfigError(f"{type(self).__name__}: unknown extractor {self.extractor!r}")
-            self._module = module.eval()
-        return self._module
-
-    def config(self) -> dict[str, Any]:
-        extractor = self.extractor
-        if isinstance(extractor, nn.Module):  # a custom module: keep what it was; it cannot be rebuilt from data
-            from lightning_gan.interfaces import Configurable
-
-            self.extractor = extractor.config() if isinstance(extractor, Configurable) else \
-                f"custom:{type(extractor).__module__}.{type(extractor).__qualname__}"
-        try:
-            return super().config()  # type: ignore[misc]
-        finally:
-            self.extractor = extractor
 
 
 def extractor_name(extractor: nn.Module) -> str:

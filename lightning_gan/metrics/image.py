@@ -29,61 +29,12 @@ from torch import nn
 
 from lightning_gan.interfaces import Generator
 from lightning_gan.metrics.base import EvaluationContext, FeatureSet, GeneratorMetric, check_num_samples
-from lightning_gan.metrics.features import ExtractorArgument, extractor_name
+from lightning_gan.metrics.distances import frechet_distance, inception_score, kernel_distance, precision_recall
+from lightning_gan.metrics.extractors import ExtractorArgument
+from lightning_gan.metrics.features import extractor_name
 
 __all__ = ["FID", "KID", "FeatureMetric", "InceptionScore", "PrecisionRecall",
            "frechet_distance", "inception_score", "kernel_distance", "precision_recall"]
-
-
-# -- feature-level functions (torch-fidelity's implementations) -----------------------------------
-def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets [N, D] and [M, D]."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-
-    _check_pair(real, fake, minimum=2)
-    stats = [fid_features_to_statistics(f.detach().double().cpu()) for f in (real, fake)]
-    return float(fid_statistics_to_metric(stats[0], stats[1], verbose=False)["frechet_inception_distance"])
-
-
-def kernel_distance(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 100, subset_size: int = 1000,
-                    seed: int = 2020) -> tuple[float, float]:
-    """KID (mean, std over subsets): unbiased polynomial-kernel MMD^2; ``subset_size`` is capped at the set sizes."""
-    from torch_fidelity.metric_kid import kid_features_to_metric
-
-    _check_pair(real, fake, minimum=2)
-    size = min(subset_size, real.shape[0], fake.shape[0])
-    out = kid_features_to_metric(real.detach().double().cpu(), fake.detach().double().cpu(), kid_subsets=subsets,
-                                 kid_subset_size=size, rng_seed=seed, verbose=False)
-    return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
-
-
-def inception_score(logits: torch.Tensor, *, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
-    """Inception Score (mean, std over splits) of class logits [N, K]."""
-    from torch_fidelity.metric_isc import isc_features_to_metric
-
-    if logits.dim() != 2 or logits.shape[0] < splits:
-        raise ValueError(f"inception_score needs logits [N, K] with N >= splits ({splits}), got {tuple(logits.shape)}")
-    out = isc_features_to_metric(logits.detach().cpu(), splits=splits, shuffle=True, rng_seed=seed)
-    return float(out["inception_score_mean"]), float(out["inception_score_std"])
-
-
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, *, k: int = 3) -> tuple[float, float]:
-    """(precision, recall) of generated features ``fake`` against ``real`` with k-NN manifolds."""
-    from torch_fidelity.metric_prc import calculate_precision_recall_part
-
-    _check_pair(real, fake, minimum=k + 1)
-    precision, recall = calculate_precision_recall_part(fake.detach().float().cpu(), real.detach().float().cpu(),
-                                                        neighborhood=k, batch_size=10000)
-    return float(precision), float(recall)
-
-
-def _check_pair(real: torch.Tensor, fake: torch.Tensor, minimum: int) -> None:
-    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature sets must be [N, D] and [M, D] with the same D, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    if min(real.shape[0], fake.shape[0]) < minimum:
-        raise ValueError(f"need at least {minimum} feature vectors per set, got {real.shape[0]} and {fake.shape[0]}")
-    if not (torch.isfinite(real).all() and torch.isfinite(fake).all()):
-        raise FloatingPointError("feature sets contain NaN or inf")
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -130,6 +81,11 @@ class FeatureMetric(ExtractorArgument, GeneratorMetric):
 class FID(FeatureMetric):
     """Frechet distance of feature statistics (``fid``; lower is better). See the module docstring."""
 
+    @property
+    def headline(self) -> tuple[str, str]:
+        """The result a best checkpoint follows (``MetricsCallback(monitor="auto")``)."""
+        return f"fid{self.suffix}", "min"
+
     def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
         real, fake = self._features(generator, datamodule, context)
         return {f"fid{self.suffix}": frechet_distance(real.features, fake.features)}
@@ -147,6 +103,11 @@ class KID(FeatureMetric):
         super().__init__(**kwargs)
         self.subsets = int(subsets)
         self.subset_size = int(subset_size)
+
+    @property
+    def headline(self) -> tuple[str, str]:
+        """The result a best checkpoint follows (``MetricsCallback(monitor="auto")``)."""
+        return f"kid{self.suffix}", "min"
 
     def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
         real, fake = self._features(generator, datamodule, context)

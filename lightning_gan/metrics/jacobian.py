@@ -38,7 +38,8 @@ from lightning_gan.metrics.base import (
     balanced_labels,
     check_num_samples,
 )
-from lightning_gan.metrics.features import ExtractorArgument, FeatureExtractor, extractor_name
+from lightning_gan.metrics.extractors import ExtractorArgument
+from lightning_gan.metrics.features import FeatureExtractor, extractor_name
 
 __all__ = [
     "JODI",

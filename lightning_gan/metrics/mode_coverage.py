@@ -70,6 +70,11 @@ class ModeCoverage(GeneratorMetric):
         self.threshold = float(threshold)
         self.seed = int(seed)
 
+    def setup(self, datamodule: Any = None) -> None:
+        """Refuses data without known modes (before training, not at the first evaluation)."""
+        if datamodule is not None and (getattr(datamodule, "modes", None) is None or getattr(datamodule, "sigma", None) is None):
+            raise TypeError(f"ModeCoverage needs a datamodule with `modes` and `sigma` (e.g. toy2d), got {type(datamodule).__name__}")
+
     @torch.no_grad()
     def compute(self, generator: Generator, datamodule: Any, context: EvaluationContext | None = None) -> dict[str, float]:
         modes = getattr(datamodule, "modes", None)
@@ -116,7 +121,7 @@ class Coverage(GeneratorMetric):
             else:
                 raise TypeError(
                     f"coverage needs data with known modes (toy2d) or known classes (shapes); "
-                    f"{type(datamodule).__name__} has neither (use fid/kid/pr for image folders)"
+                    f"{type(datamodule).__name__} has neither (use swd or fid/kid/pr for image folders)"
                 )
         return self._delegate
 

@@ -2,11 +2,22 @@
 
 The shapes data knows every image's class, so the project trains its own judge: a small CNN
 (``ShapesClassifier``) fitted to freshly rendered shapes of the datamodule's settings (resolution,
-channels, classes, size range), once, in seconds to tens of seconds on a CPU, then cached as
-``<cache>/shapes_classifier/<key>.pt`` (``<cache>``: the metric's ``cache_dir``, else the user cache of
-``lightning_gan.metrics.features.cache_dir()``; ``<key>`` hashes the settings and the training recipe).
-Its held-out accuracy on clean rendered shapes is stored with it and reported with every evaluation
-(``shapes/classifier_accuracy``) so that a reader can tell how far to trust the numbers below.
+channels, classes, size range). Every number below is measured in this network's features, and a judge
+trained on another processor, thread count or a GPU is a slightly different network; so, as FID pins one
+Inception network, the package ships *pinned* judges for the settings the recipes use (32 and 64 px, 1
+and 3 channels, the six classes, the default size range and training recipe) in
+``lightning_gan/metrics/judges/`` (``<name>.safetensors``, and ``<name>.json`` with its SHA-256, held-out
+accuracy and rejection, settings and how it was trained: ``benchmarks/train_shapes_judge.py``). The
+metric uses the pinned judge whenever the settings match, and checks its hash. For other settings it
+trains one, once, in seconds to tens of seconds on the CPU, and caches it as
+``<cache>/shapes_classifier/<key>.safetensors`` (``<cache>``: the metric's ``cache_dir``, else the user
+cache of ``lightning_gan.metrics.features.cache_dir()``; ``<key>`` hashes the settings and the training
+recipe); the cache is never consulted for settings that have a pinned judge. Either way the judge is
+named ``pinned-<hash>`` or ``local-<hash>`` (``judge_id``: the first 12 hex digits of its file's
+SHA-256), said once in the log, given as text by ``ShapesMetrics.notes()`` and as numbers in the results
+(``shapes/judge_id``, ``shapes/judge_pinned``). Its held-out accuracy on clean rendered shapes is
+reported with every evaluation (``shapes/classifier_accuracy``) so that a reader can tell how far to trust
+the numbers below; figures are comparable only between runs scored by the same judge.
 
 Protocol (the Stacked-MNIST protocol of Metz et al. 2017 / VEEGAN / PacGAN, with the shapes classifier
 in place of the MNIST one, and PacGAN's quality filter of the 2-D mixtures in place of nothing):
@@ -44,7 +55,7 @@ From this histogram and the classifier's features:
   chance level is ``1/K``).
 * ``shapes/fd``: the Frechet distance ``|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2))`` between
   Gaussians fitted to the classifier's 128-d features of the real and the generated images (the same
-  function as FID, ``lightning_gan.metrics.image.frechet_distance``). Comparable only between runs with
+  function as FID, ``lightning_gan.metrics.distances.frechet_distance``). Comparable only between runs with
   the same classifier (same data settings and ``classifier_accuracy``), never with Inception FIDs.
 * ``shapes/classifier_accuracy``: the classifier's held-out accuracy (see ``train_shapes_classifier``);
   ``shapes/classifier_rejection``: the held-out share of negatives it calls "not a shape".
@@ -65,14 +76,17 @@ import json
 import logging
 import math
 import os
+import struct
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from lightning_gan.data.base import check_resolution
@@ -82,16 +96,18 @@ from lightning_gan.data.shapes import (
     render_shapes,
     shape_factors,
 )
+from lightning_gan.errors import ConfigError
 from lightning_gan.interfaces import Generator
 from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric, check_num_samples, progress_bar, quantize
+from lightning_gan.metrics.distances import frechet_distance
 from lightning_gan.metrics.features import FeatureExtractor
 from lightning_gan.metrics.features import cache_dir as user_cache_dir
-from lightning_gan.metrics.image import frechet_distance
 
 __all__ = [
     "CLASSIFIER_VERSION",
     "DEFAULT_CONFIDENCE",
     "DEFAULT_COVERAGE_THRESHOLD",
+    "PINNED_DIR",
     "ShapesClassifier",
     "ShapesMetrics",
     "class_coverage",
@@ -99,6 +115,12 @@ __all__ = [
     "classifier_path",
     "clear_loaded_classifiers",
     "held_out_accuracy",
+    "held_out_rejection",
+    "judge_bytes",
+    "judge_id",
+    "judge_number",
+    "pinned_judges",
+    "pinned_record",
     "reverse_kl",
     "shapes_classifier_for",
     "train_shapes_classifier",
@@ -122,7 +144,7 @@ _DATA_SEED_OFFSET = 0x5EED_C1A5_0000
 _HELD_OUT_START = 1 << 40
 # Training images above this size are rendered at it and resized (rendering at 256 px would dominate).
 _MAX_TRAIN_RENDER = 64
-_SUFFIX = ".pt"
+_SUFFIX = ".safetensors"
 _FORMAT = "lightning_gan.shapes_classifier"
 
 
@@ -159,6 +181,7 @@ class ShapesClassifier(FeatureExtractor):
         self.reject_index = self.num_classes  # the extra logit: "not a shape"
         self.accuracy: float | None = None
         self.rejection: float | None = None  # held-out share of negatives classified "not a shape"
+        self.judge: str | None = None  # pinned-<hash> / local-<hash> once trained or loaded (judge_id)
         stem_stride = 2 if self.working_resolution >= WORKING_RESOLUTION else 1
         widths = [self.channels, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
@@ -317,7 +340,8 @@ def train_shapes_classifier(
 
     Held-out accuracy: see ``held_out_accuracy`` (2000 other indices of the same seed, rendered at
     ``resolution``). Measured at 32 px with the defaults: 0.991-0.993 (1 or 2 threads), with 94% of held-out
-    negatives rejected (``held_out_rejection``). Measured before the negatives class was added (version 1,
+    negatives rejected (``held_out_rejection``); the pinned judges' figures are in their ``.json`` files
+    (0.9930 / 0.9430 at 32 px, 3 channels, trained on one thread). Measured before the negatives class was added (version 1,
     1000 steps): about 0.99 from 32 to 256 px, 0.98 at 16 px, 0.84 at 8 px (where the smallest shapes span
     3 pixels and cannot all be told apart).
 
@@ -416,34 +440,116 @@ def classifier_path(source: Any, cache_dir: str | os.PathLike[str] | None = None
     return base / "shapes_classifier" / f"{key}{_SUFFIX}"
 
 
-def _load(path: Path, settings: Mapping[str, Any]) -> ShapesClassifier:
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+def judge_bytes(model: ShapesClassifier, settings: Mapping[str, Any]) -> bytes:
+    """The judge file of ``model``: safetensors of its state dict with one metadata entry, the JSON of
+    ``{"format", "settings", "accuracy", "rejection"}`` (sorted keys). The same bytes for the same weights,
+    so the file's SHA-256 names the network (``judge_id``)."""
+    info = {"format": _FORMAT, "settings": dict(settings), "accuracy": model.accuracy, "rejection": model.rejection}
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    return safetensors.torch.save(state, metadata={_FORMAT: json.dumps(info, sort_keys=True)})
+
+
+def judge_id(data: bytes, *, pinned: bool) -> str:
+    """``pinned-<hash>`` or ``local-<hash>``: the first 12 hex digits of the judge file's SHA-256."""
+    return f"{'pinned' if pinned else 'local'}-{hashlib.sha256(data).hexdigest()[:12]}"
+
+
+def judge_number(judge: str) -> float:
+    """The numeric stand-in of a judge id where only numbers go (loggers, CSV): its hash's first 6 hex digits
+    as an integer (exact in float32); ``f"{int(n):06x}"`` gives them back."""
+    return float(int(judge.rsplit("-", 1)[1][:6], 16))
+
+
+def _from_bytes(data: bytes, settings: Mapping[str, Any]) -> ShapesClassifier:
+    """The classifier in a judge file's bytes; ValueError when they are not one of ``settings``."""
+    (header_size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + header_size])
+    info = json.loads((header.get("__metadata__") or {}).get(_FORMAT, "null"))
+    if not isinstance(info, dict) or info.get("format") != _FORMAT:
         raise ValueError("not a shapes classifier file")
-    if data.get("settings") != dict(settings):
-        raise ValueError(f"it was trained with other settings ({data.get('settings')!r})")
+    if info.get("settings") != dict(settings):
+        raise ValueError(f"it was trained with other settings ({info.get('settings')!r})")
     model = ShapesClassifier(resolution=settings["resolution"], channels=settings["channels"],
                              classes=settings["classes"])
-    model.load_state_dict(data["state_dict"])
-    model.accuracy = float(data["accuracy"])
-    model.rejection = None if data.get("rejection") is None else float(data["rejection"])
+    model.load_state_dict(safetensors.torch.load(data))
+    model.accuracy = float(info["accuracy"])
+    model.rejection = None if info.get("rejection") is None else float(info["rejection"])
     return model
 
 
-def _save(path: Path, model: ShapesClassifier, settings: Mapping[str, Any]) -> None:
+def _write_atomically(path: Path, data: bytes) -> None:
     """Write atomically (a temporary file in the same folder, then ``os.replace``): readers, other ranks
     or processes never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save({"format": _FORMAT, "settings": dict(settings), "accuracy": float(model.accuracy or 0.0),
-                    "rejection": model.rejection, "state_dict": model.state_dict()}, tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# -- the pinned judges --------------------------------------------------------------------------------
+#: The judges shipped with the package: ``<name>.safetensors`` with ``<name>.json`` beside it (its hash,
+#: held-out accuracy and rejection, settings, and how it was trained: ``benchmarks/train_shapes_judge.py``).
+PINNED_DIR = Path(__file__).with_name("judges")
+
+
+def pinned_judges() -> list[dict[str, Any]]:
+    """The records (``<name>.json``) of every pinned judge, sorted by file name; ``path`` is added."""
+    records = []
+    for path in sorted(PINNED_DIR.glob("*.json")):
+        record = json.loads(path.read_text())
+        record["path"] = str(path.with_name(record["file"]))
+        records.append(record)
+    return records
+
+
+def pinned_record(source: Any, *, seed: int = 0, steps: int = DEFAULT_STEPS,
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, Any] | None:
+    """The pinned judge's record for these data and training settings, or None when none is shipped."""
+    return _pinned_for(_settings(source, seed=seed, steps=steps, batch_size=batch_size))
+
+
+def _pinned_for(settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    return next((r for r in pinned_judges() if r["settings"] == dict(settings)), None)
+
+
+def _load_pinned(record: Mapping[str, Any], settings: Mapping[str, Any]) -> ShapesClassifier:
+    path = Path(record["path"])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"The pinned shapes judge {path.name} cannot be read ({exc}); reinstall lightning-gan "
+                          f"(pip install --force-reinstall lightning-gan)") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != record["sha256"]:
+        raise ConfigError(f"The pinned shapes judge {path} has SHA-256 {digest[:12]}..., not the recorded "
+                          f"{record['sha256'][:12]}...; restore it (git checkout / reinstall lightning-gan) or rerun "
+                          f"benchmarks/train_shapes_judge.py")
+    model = _from_bytes(data, settings)
+    model.judge = judge_id(data, pinned=True)
+    return model
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _announce(model: ShapesClassifier, settings: Mapping[str, Any], where: Path | None) -> None:
+    """Say once per process which judge scores the shapes metrics (and whether it is the shipped one)."""
+    if model.judge is None or model.judge in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(model.judge)
+    what = f"{settings['resolution']} px, {settings['channels']} channels, {len(settings['classes'])} classes"
+    if model.judge.startswith("pinned-"):
+        rank_zero_info(f"shapes metrics: judge {model.judge} (the pinned classifier shipped for {what}; held-out "
+                       f"accuracy {model.accuracy:.4f}): figures comparable with the documented ones")
+    else:
+        rank_zero_info(f"shapes metrics: judge {model.judge}, trained on this machine for {what} (no pinned judge "
+                       f"for these settings; cached at {where}): figures comparable only with this judge's")
 
 
 def shapes_classifier_for(
@@ -455,12 +561,16 @@ def shapes_classifier_for(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
 ) -> ShapesClassifier:
-    """The trained shapes classifier of a shapes datamodule (or a mapping with the same settings), in eval mode.
+    """The judge (trained shapes classifier) of a shapes datamodule (or a mapping with the same settings), in eval mode.
 
-    Looked up in this process first (every metric of a run shares one instance, hence one feature pass),
-    then at ``classifier_path(...)``; trained with ``train_shapes_classifier`` and saved there when absent.
-    A cached file that cannot be read, or was trained with other settings, is retrained and replaced (with
-    a warning); a cache folder that cannot be written to only warns.
+    Looked up in this process first (every metric of a run shares one instance, hence one feature pass);
+    then the pinned judge shipped with the package when one has exactly these settings (``pinned_record``;
+    its file must have its recorded SHA-256, else ConfigError: nothing trained locally, on a GPU or
+    elsewhere, ever stands in for it, and the cache is not consulted); otherwise the cached judge at
+    ``classifier_path(...)``, trained with ``train_shapes_classifier`` and saved there when absent. A
+    cached file that cannot be read, or was trained with other settings, is retrained and replaced (with
+    a warning); a cache folder that cannot be written to only warns. ``.judge`` names the result
+    (``pinned-<hash>`` / ``local-<hash>``, see ``judge_id``); which one is used is logged once.
 
     Args:
         source: a datamodule with ``resolution``, ``channels``, ``classes`` and ``size_range``
@@ -468,35 +578,46 @@ def shapes_classifier_for(
         cache_dir: folder holding the ``shapes_classifier`` cache folder (e.g. the run's folder);
             None: the user cache (``$LIGHTNING_GAN_CACHE``, ``$XDG_CACHE_HOME/lightning_gan`` or
             ``~/.cache/lightning_gan``).
-        seed, steps, batch_size: the training recipe (part of the cache key).
+        seed, steps, batch_size: the training recipe (part of the cache key and of the pinned settings).
         progress: show a progress bar while training.
     """
     settings = _settings(source, seed=seed, steps=steps, batch_size=batch_size)
     key = _key(settings)
     if key in _LOADED:
         return _LOADED[key]
-    path = classifier_path(source, cache_dir, seed=seed, steps=steps, batch_size=batch_size)
+    record = _pinned_for(settings)
+    path = None if record is not None else classifier_path(source, cache_dir, seed=seed, steps=steps,
+                                                             batch_size=batch_size)
     model = None
     with torch.inference_mode(False):
-        if path.is_file():
+        if record is not None:
+            model = _load_pinned(record, settings)
+        elif path is not None and path.is_file():
             try:
-                model = _load(path, settings)
+                data = path.read_bytes()
+                model = _from_bytes(data, settings)
+                model.judge = judge_id(data, pinned=False)
             except Exception as exc:  # unreadable, truncated, foreign or stale: retrain
+                model = None
                 warnings.warn(f"The cached shapes classifier {path} is not usable ({type(exc).__name__}: {exc}); "
                               f"training a new one", stacklevel=2)
         if model is None:
+            assert path is not None
             log.info("Training the shapes classifier for %s px, %s channels, classes %s (once; cached at %s)",
                      settings["resolution"], settings["channels"], settings["classes"], path)
             model, _ = train_shapes_classifier(
                 resolution=settings["resolution"], channels=settings["channels"], classes=settings["classes"],
                 size_range=tuple(settings["size_range"]), seed=seed, steps=steps, batch_size=batch_size,
                 progress=progress)
+            data = judge_bytes(model, settings)
+            model.judge = judge_id(data, pinned=False)
             try:
-                _save(path, model, settings)
+                _write_atomically(path, data)
             except OSError as exc:
                 warnings.warn(f"Could not cache the shapes classifier at {path} ({exc}); it will be trained again "
                               f"in the next process", stacklevel=2)
     model.eval().requires_grad_(False)
+    _announce(model, settings, path)
     _LOADED[key] = model
     return model
 
@@ -578,9 +699,13 @@ def reverse_kl(histogram: Tensor | Sequence[float], reference: Tensor | Sequence
 class ShapesMetrics(GeneratorMetric):
     """Class coverage, reverse KL, conditional accuracy and Frechet distance on shapes data (``shapes/...``).
 
-    Computed exactly as the module docstring says, with the cached shapes classifier; no download. Keys:
+    Computed exactly as the module docstring says, with the judge of the data's settings (the pinned one
+    shipped with the package when there is one, else one trained once and cached); no download. Keys:
     ``shapes/coverage``, ``shapes/recognizable``, ``shapes/reverse_kl``, ``shapes/fd``,
-    ``shapes/classifier_accuracy`` and, for a conditional generator, ``shapes/accuracy``.
+    ``shapes/classifier_accuracy``, ``shapes/classifier_rejection``, ``shapes/judge_id`` and
+    ``shapes/judge_pinned`` (the judge in numbers: ``judge_number`` of its id, 1 for a pinned judge, else 0)
+    and, for a conditional generator, ``shapes/accuracy``. The judge's id itself (``pinned-<hash>`` or
+    ``local-<hash>``) is text: ``notes()``.
 
     Args:
         num_samples: generated images ``N``.
@@ -605,10 +730,17 @@ class ShapesMetrics(GeneratorMetric):
         self.coverage_threshold = float(coverage_threshold)
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._warned_labels = False
+        self._judge: str | None = None
 
     def classifier(self, datamodule: Any) -> ShapesClassifier:
-        """The shapes classifier of ``datamodule`` (trained once, then cached)."""
-        return shapes_classifier_for(datamodule, self.cache_dir)
+        """The judge of ``datamodule``: the pinned one for its settings, else one trained once and cached."""
+        model = shapes_classifier_for(datamodule, self.cache_dir)
+        self._judge = model.judge
+        return model
+
+    def notes(self) -> dict[str, str]:
+        """``{"shapes/judge": "pinned-<hash>" or "local-<hash>"}`` once the judge is known (after ``setup``)."""
+        return {} if self._judge is None else {"shapes/judge": self._judge}
 
     def setup(self, datamodule: Any = None) -> None:
         if datamodule is not None:
@@ -633,6 +765,8 @@ class ShapesMetrics(GeneratorMetric):
             "shapes/fd": frechet_distance(real.features, fake.features),
             "shapes/classifier_accuracy": float(classifier.accuracy if classifier.accuracy is not None else math.nan),
             "shapes/classifier_rejection": float(classifier.rejection if classifier.rejection is not None else math.nan),
+            "shapes/judge_id": judge_number(classifier.judge) if classifier.judge else math.nan,
+            "shapes/judge_pinned": float(bool(classifier.judge and classifier.judge.startswith("pinned-"))),
         }
         if fake.labels is not None:
             if generator.c_dim == k:

@@ -1,4 +1,4 @@
-"""Pure-PyTorch ops shared by plugins: ``upfirdn2d`` resampling and FIR filter design."""
+"""Pure-PyTorch ops shared by plugins: ``upfirdn2d`` resampling, FIR filter design, progressive-growing fades."""
 
 from lightning_gan.ops.filters import (
     binomial_filter,
@@ -8,11 +8,15 @@ from lightning_gan.ops.filters import (
     register_filter,
     setup_filter,
 )
+from lightning_gan.ops.growth import downsample_average, fade, fade_resolutions, upsample_nearest
 from lightning_gan.ops.upfirdn2d import downsample2d, filter2d, upfirdn2d, upsample2d
 
 __all__ = [
     "binomial_filter",
     "downsample2d",
+    "downsample_average",
+    "fade",
+    "fade_resolutions",
     "filter2d",
     "kaiser_atten",
     "kaiser_beta",
@@ -21,4 +25,5 @@ __all__ = [
     "setup_filter",
     "upfirdn2d",
     "upsample2d",
+    "upsample_nearest",
 ]

@@ -49,3 +49,19 @@ class InjectInf(FP16DynamicPrecision):
             grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             grads[0].view(-1)[0] = float("inf")
         return super().optimizer_step(optimizer, model, closure, **kwargs)
+
+
+class NaNGeneratorLoss(Callback):
+    """Makes the generator loss NaN on one rank at one iteration (the other ranks stay finite)."""
+
+    def __init__(self, *, rank: int = 1, iteration: int = 14) -> None:
+        self.rank, self.iteration = rank, iteration
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank and pl_module.iteration == self.iteration:
+            loss_fn = pl_module.loss_fn
+            original = type(loss_fn).generator_loss
+            loss_fn.generator_loss = lambda *args: original(loss_fn, *args) * float("nan")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pl_module.loss_fn.__dict__.pop("generator_loss", None)

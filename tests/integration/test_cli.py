@@ -173,7 +173,9 @@ def test_print_config_resolves_names(tmp_path) -> None:
     (["--data=toy3d"], "Unknown dataset 'toy3d'. Did you mean 'toy2d'?"),
     (["--model.ema_kimg=abc"], "--model.ema_kimg: expected float or None, got 'abc'"),
     (["--model.architecture.g_hiden=3"], "Option 'g_hiden' is not accepted by lightning_gan_dcgan.mlp.MLPArchitecture; did you mean 'g_hidden'"),
-    (["--model.architecture.data_dim=3"], "The generator makes samples of shape (3,) but Toy2DDataModule yields (2,)"),
+    (["--model.architecture.data_dim=3"], "The generator makes samples of shape (3,) but Toy2DDataModule yields (2,); "
+                                          "set --model.architecture.data_dim=2."),
+    (["--model.architecture.g_hidden=abc"], "--model.architecture.g_hidden: expected int, got 'abc'"),
     (["--trainer.enable_progress_bar=false"], "`enable_progress_bar=False` but found `GANProgressBar`"),
     (["--trainer.callbacks+=EarlyStoping"], "'EarlyStoping' is neither a registered name nor an imported class"),
     (["--ckpt_path=nope.ckpt"], "--ckpt_path: no checkpoint file at nope.ckpt"),

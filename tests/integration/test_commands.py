@@ -128,6 +128,20 @@ def test_evaluate_rejects_unknown_metrics_and_bad_data_args_in_one_line(run, cap
         assert len(err) == 1 and needle in err[0], err
 
 
+def test_evaluate_set_names_only_real_options_of_a_metric(run, capsys) -> None:
+    path, _ = run
+    for argv, line in (
+        (["--metrics", "coverage", "--set", "coverage.foo=1"],
+         "--set: Coverage takes no 'foo'; its options are num_samples, seed"),
+        (["--metrics", "coverage", "--set", "coverage.num_sample=1"],
+         "--set: Coverage takes no 'num_sample'; did you mean 'num_samples'? its options are num_samples, seed"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["evaluate", "--ckpt", str(path), *argv])
+        assert info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"lightning-gan: error: {line}"]
+
+
 def test_generate_writes_a_scatter_plot_for_points(run, tmp_path) -> None:
     path, _ = run
     assert main(["generate", "--ckpt", str(path), "--out", str(tmp_path / "g")]) == 0

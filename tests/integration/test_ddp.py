@@ -77,3 +77,24 @@ def test_fp16_dynamic_under_ddp_one_ranks_inf_makes_both_skip(tmp_path, strategy
     for net in ("generator", "generator_ema", "discriminator"):
         for key in r0[net]:
             assert torch.equal(r0[net][key], r1[net][key]), f"{net}.{key} differs between ranks"
+
+
+def test_a_nan_on_one_rank_stops_every_rank_with_one_line(tmp_path) -> None:
+    """The generator loss turns NaN on rank 1 only, at the last iteration (14, after the last log): the
+    finiteness verdict is all-reduced, so both ranks stop before reporting metrics (no rank waits forever for
+    one that raised, none reports results of a diverged run) and the command fails with one line."""
+    nan = json.dumps({"class_path": "ddp_probe.NaNGeneratorLoss", "init_args": {"rank": 1, "iteration": 14}})
+    cmd = [
+        sys.executable, "-m", "lightning_gan.cli", "fit", "--recipe", "quickstart",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}",
+        "--data.num_samples=4000", "--data.batch_size=100", "--model.total_kimg=3", f"--trainer.callbacks+={nan}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("lightning-gan: error:")]
+    assert errors and all(e == errors[0] for e in errors), result.stderr[-3000:]
+    assert "Non-finite loss/Gmain at an iteration in 1-14 (3.0 kimg)" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("metrics.json"))  # no rank reported results

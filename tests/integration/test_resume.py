@@ -157,3 +157,20 @@ def test_interrupt_checkpoint_saves_never_auto_resumes_and_is_removed_once_made_
         module, data, ckpt_path=path)
     assert starts == [0, 5] and module.iteration > 5, (starts, module.iteration)
     assert not path.exists()
+
+
+def test_interrupt_checkpoint_skips_a_run_the_framework_refused(tmp_path) -> None:
+    """A ConfigError (e.g. a diverged game, NonFiniteError) leaves nothing worth continuing: no file."""
+    from lightning_gan.callbacks import InterruptCheckpoint
+    from lightning_gan.errors import ConfigError
+
+    class Refuse(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if pl_module.iteration == 3:
+                raise ConfigError("refused")
+
+    saver = InterruptCheckpoint(tmp_path / "run", "interrupted")
+    module, data = build()
+    with pytest.raises(ConfigError, match="refused"):
+        trainer(tmp_path / "a", max_epochs=2, callbacks=[saver, Refuse()], enable_checkpointing=False).fit(module, data)
+    assert module.iteration == 3 and not (tmp_path / "run" / "interrupted.ckpt").exists()

@@ -5,20 +5,31 @@ The broken plugins live at module level so that their ``config()`` class paths i
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.plugins.precision import Precision
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_gan.interfaces import AdversarialLoss, NetworkPair, PenaltyInputs, Regularizer
-from lightning_gan.losses import NonSaturatingLoss
+from lightning_gan.losses import HingeLoss, NonSaturatingLoss
+from lightning_gan.metrics.base import GeneratorMetric
+from lightning_gan.precision.plugins import GANPrecision
 from lightning_gan.testing import (
     ConformanceError,
     TinyArchitecture,
     TinyDiscriminator,
     TinyGenerator,
     check_architecture,
+    check_datamodule,
     check_loss,
+    check_metric,
+    check_precision,
+    check_recipe,
     check_regularizer,
 )
 
@@ -299,3 +310,246 @@ class UnsavedPenalty(DetachedPenalty):
 def test_catches_broken_regularizers(reg: Regularizer, message: str) -> None:
     with pytest.raises(ConformanceError, match=message):
         check_regularizer(reg)
+
+
+# -- precision plugins ---------------------------------------------------------------------------
+class NoStepPrecision(Precision):
+    """Runs the closure but never steps the optimizer."""
+
+    def optimizer_step(self, optimizer, model, closure, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        return closure()
+
+
+class _Opaque:
+    """A custom object: a checkpoint would have to unpickle code to load it."""
+
+
+class PickledStatePrecision(Precision):
+    def state_dict(self) -> dict:
+        return {"scale": _Opaque()}
+
+
+class AmnesicPrecision(Precision):
+    """Counts its state_dict calls and ignores load_state_dict: a resume would not continue the run."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def state_dict(self) -> dict:
+        self.calls += 1
+        return {"calls": self.calls}
+
+
+class OneNetworkPrecision(Precision, GANPrecision):
+    @contextlib.contextmanager
+    def network(self, name: str):  # noqa: ANN201
+        if name != "discriminator":
+            raise ValueError(f"unknown network {name}")
+        yield
+
+
+@pytest.mark.parametrize("plugin", ["fp32", "bf16-mixed", "fp16-dynamic", Precision()], ids=str)
+def test_precision_plugins_conform(plugin) -> None:
+    """The built-ins and a plain Lightning Precision (fp16-dynamic: float16 autocast on CPU)."""
+    assert isinstance(check_precision(plugin), Precision)
+
+
+@pytest.mark.parametrize(("plugin", "message"), [
+    (NoStepPrecision(), r"the generator's parameters did not change in 4 iterations: optimizer_step must run the "
+                        r"closure and then optimizer.step\(\)"),
+    (PickledStatePrecision(), r"state_dict\(\) does not load with torch.load\(weights_only=True\)"),
+    (AmnesicPrecision(), r"load_state_dict\(state_dict\(\)\) changes the state"),
+    (OneNetworkPrecision(), r"network\('generator'\) raised ValueError: unknown network generator"),
+    (NonSaturatingLoss(), r"not a Precision"),
+])
+def test_catches_broken_precision_plugins(plugin: object, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_precision(plugin)
+
+
+# -- datamodules ---------------------------------------------------------------------------------
+class MinimalData(LightningDataModule):
+    """What a stranger's datamodule needs: data_shape, num_classes, train_dataset, default_metrics, a loader."""
+
+    data_shape = (1, 8, 8)
+
+    def __init__(self, *, num_classes: int = 2, low: float = -1.0, high: float = 1.0) -> None:
+        super().__init__()
+        self.num_classes, self.low, self.high = num_classes, low, high
+        self.train_dataset = None
+
+    def setup(self, stage: str | None = None) -> None:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(32, *self.data_shape, generator=g) * (self.high - self.low) + self.low
+        self.train_dataset = TensorDataset(x, torch.arange(32) % max(self.num_classes, 1))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_dataset, batch_size=8, shuffle=True, drop_last=True)
+
+    def default_metrics(self) -> list:
+        return ["fid"]
+
+
+class NoShapeData(MinimalData):
+    data_shape = None  # type: ignore[assignment]
+
+
+class WrongShapeData(MinimalData):
+    data_shape = (1, 16, 16)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_dataset = TensorDataset(torch.zeros(32, 1, 8, 8), torch.zeros(32, dtype=torch.long))
+
+
+class LazyData(MinimalData):
+    def setup(self, stage: str | None = None) -> None:
+        pass  # the data is made in train_dataloader: metrics find no train_dataset
+
+
+class TypoMetricData(MinimalData):
+    def default_metrics(self) -> list:
+        return ["fidd"]
+
+
+class MislabelledData(MinimalData):
+    """Says 2 classes, labels 4."""
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_dataset = TensorDataset(torch.zeros(32, *self.data_shape), torch.arange(32) % 4)
+
+
+class ForgetfulData(MinimalData):
+    """Keeps its argument ``size`` under another name, so its stored config rebuilds a different shape."""
+
+    def __init__(self, *, size: int = 8) -> None:
+        super().__init__()
+        self.side = size
+        self.data_shape = (1, size, size)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_dataset = TensorDataset(torch.zeros(32, *self.data_shape), torch.zeros(32, dtype=torch.long))
+
+
+def test_datamodules_conform() -> None:
+    from lightning_gan.data.shapes import ShapesDataModule
+
+    assert check_datamodule("toy2d").data_shape == (2,)
+    assert check_datamodule(ShapesDataModule(resolution=8, num_samples=64, batch_size=16)).num_classes == 6
+    dm = check_datamodule(MinimalData())
+    assert len(dm.train_dataset) == 32
+
+
+@pytest.mark.parametrize(("dm", "message"), [
+    (NoShapeData(), r"has no `data_shape`"),
+    (WrongShapeData(), r"train_dataset\[0\] holds a sample of shape \[1, 8, 8\], expected data_shape \[1, 16, 16\]"),
+    (LazyData(), r"`train_dataset` is None after setup\('fit'\)"),
+    (TypoMetricData(), r"default_metrics\(\) entry 'fidd' does not resolve to a metric: .*Did you mean 'fid'"),
+    (MislabelledData(), r"training batch 0 labels range over 0..3, outside 0..1 \(num_classes = 2\)"),
+    (MinimalData(low=0.0, high=255.0), r"training batch 0 has images in \[0.*, 2.*\]; images must lie in \[-1, 1\]"),
+    (MinimalData(num_classes=-1), r"`num_classes` must be an int >= 0"),
+    (ForgetfulData(size=4), r"rebuilt from its config .* data_shape, num_classes = \(\(1, 8, 8\), 2\), "
+                            r"expected \(\(1, 4, 4\), 2\)"),
+])
+def test_catches_broken_datamodules(dm: LightningDataModule, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_datamodule(dm)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+class MeanMetric(GeneratorMetric):
+    """The mean of 64 samples' first coordinate, from its own seeded generator (a conforming metric)."""
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = seed
+
+    def compute(self, generator, datamodule, context=None) -> dict[str, float]:  # noqa: ANN001
+        rng = torch.Generator().manual_seed(self.seed)
+        with torch.no_grad():
+            x = generator(generator.sample_latents(64, generator=rng), None)
+        return {"mean/x0": float(x[:, 0].mean())}
+
+
+class GlobalRNGMetric(MeanMetric):
+    def compute(self, generator, datamodule, context=None) -> dict[str, float]:  # noqa: ANN001
+        with torch.no_grad():
+            return {"mean/x0": float(generator(torch.randn(64, generator.z_dim))[:, 0].mean())}
+
+
+class TensorMetric(MeanMetric):
+    def compute(self, generator, datamodule, context=None) -> dict:  # noqa: ANN001
+        return {"mean/x0": torch.tensor(super().compute(generator, datamodule)["mean/x0"])}
+
+
+class CapitalMetric(MeanMetric):
+    def compute(self, generator, datamodule, context=None) -> dict[str, float]:  # noqa: ANN001
+        return {"Mean": super().compute(generator, datamodule)["mean/x0"]}
+
+
+class EvalModeMetric(MeanMetric):
+    def compute(self, generator, datamodule, context=None) -> dict[str, float]:  # noqa: ANN001
+        generator.eval()
+        return super().compute(generator, datamodule)
+
+
+class DriftingMetric(MeanMetric):
+    def compute(self, generator, datamodule, context=None) -> dict[str, float]:  # noqa: ANN001
+        self.seed += 1  # a new seed each time: two evaluations of one generator differ
+        return super().compute(generator, datamodule)
+
+
+def test_metrics_conform() -> None:
+    assert check_metric("coverage").num_samples is None
+    check_metric("mode_coverage")
+    check_metric(MeanMetric(seed=3))
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    (GlobalRNGMetric(), r"compute\(\) changed the global random state"),
+    (TensorMetric(), r"returned 'mean/x0': tensor\(.*\) \(Tensor\); values are Python numbers"),
+    (CapitalMetric(), r"returned the key 'Mean'; names are lower-case"),
+    (EvalModeMetric(), r"left the generator in eval mode"),
+    (DriftingMetric(), r"two computations on the same generator differ"),
+    (HingeLoss(), r"not a GeneratorMetric"),
+])
+def test_catches_broken_metrics(metric: object, message: str) -> None:
+    with pytest.raises(ConformanceError, match=message):
+        check_metric(metric)
+
+
+# -- recipes -------------------------------------------------------------------------------------
+TINY_RECIPE = """\
+# A tiny GAN on the 25-Gaussian grid.
+model:
+  architecture:
+    class_path: lightning_gan.testing.tiny.TinyArchitecture
+    init_args: {data_dim: 2}
+  loss: hinge
+data:
+  class_path: toy2d
+  init_args: {num_samples: 200, batch_size: 50}
+trainer: {max_epochs: 1}
+"""
+
+
+def test_recipes_conform(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert check_recipe("quickstart").model.generator.output_shape == (2,)
+    (tmp_path / "tiny.yaml").write_text(TINY_RECIPE)
+    assert type(check_recipe(tmp_path / "tiny.yaml").model.loss_fn).__name__ == "HingeLoss"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("loss: hinge", "loss: hingee"), r"recipe tiny: does not build: Unknown loss 'hingee'. Did you mean 'hinge'"),
+    (("init_args: {data_dim: 2}", "init_args: {data_dim: 2, widht: 4}"), r"recipe tiny: does not build: .*widht"),
+    (("init_args: {data_dim: 2}", "init_args: {data_dim: 3}"),
+     r"its generator makes samples of shape \(3,\) but its data \(Toy2DDataModule\) has data_shape \(2,\)"),
+    (("lightning_gan.testing.tiny.TinyArchitecture", "nowhere_pkg.Arch"),
+     r"Recipe 'tiny' needs the module 'nowhere_pkg' \(for nowhere_pkg.Arch\), which is not installed"),
+    (("# A tiny GAN on the 25-Gaussian grid.\n", ""), r"must start with a '# one-line description' comment"),
+])
+def test_catches_broken_recipes(edit: tuple[str, str], message: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE.replace(*edit))
+    with pytest.raises(ConformanceError, match=message):
+        check_recipe(recipe)

@@ -242,3 +242,23 @@ def test_sixteen_bit_and_palette_transparency():
     pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
     pal.info["transparency"] = 0  # palette entry 0 (red) is transparent
     assert (load_image(_png(pal), resolution=4, channels=3, alpha_background=30) == 30).all()
+
+
+def test_default_metrics_are_fid_and_kid_with_the_inception_weights_else_swd(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_GAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("LIGHTNING_GAN_INCEPTION_WEIGHTS", raising=False)
+    dm = ImageFolderDataModule(path=str(tmp_path), resolution=8)
+    assert dm.default_metrics() == ["swd"]
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setenv("LIGHTNING_GAN_INCEPTION_WEIGHTS", str(weights))
+    assert dm.default_metrics() == ["fid", "kid"]
+
+
+def test_a_missing_folder_is_one_line_that_says_which_option_to_set(tmp_path):
+    from lightning_gan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"not found: .*nowhere.*--data\.init_args\.path=DIR") as info:
+        ImageSource(tmp_path / "nowhere")
+    assert isinstance(info.value, FileNotFoundError) and "\n" not in str(info.value)

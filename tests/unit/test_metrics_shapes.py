@@ -1,9 +1,16 @@
-"""Shapes metrics: class coverage and reverse KL against hand-computed answers, the cached classifier, and
-the whole metric on generators whose answer is known (a perfect renderer, a collapsed one)."""
+"""Shapes metrics: class coverage and reverse KL against hand-computed answers, the pinned judges (hash and
+held-out figures as recorded, never shadowed), the cached local classifier, the same values from two fresh
+environments, and the whole metric on generators whose answer is known (a perfect renderer, a collapsed one)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +23,21 @@ from lightning_gan.data.toy2d import Toy2DDataModule
 from lightning_gan.interfaces import Generator
 from lightning_gan.metrics import shapes as shapes_module
 from lightning_gan.metrics.base import EvaluationContext, iter_real, quantize
+from lightning_gan.errors import ConfigError
 from lightning_gan.metrics.shapes import (
+    PINNED_DIR,
     ShapesClassifier,
     ShapesMetrics,
     class_coverage,
     class_histogram,
     classifier_path,
     clear_loaded_classifiers,
+    held_out_accuracy,
+    held_out_rejection,
+    judge_bytes,
+    judge_number,
+    pinned_judges,
+    pinned_record,
     reverse_kl,
     shapes_classifier_for,
     train_shapes_classifier,
@@ -94,14 +109,28 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def classifier(datamodule: ShapesDataModule, cache: Path) -> Iterator[ShapesClassifier]:
-    """Trained once for the module (the default recipe, about 20 s on one core) and cached under ``cache``."""
+    """The pinned judge of the default 32 px data (shipped with the package: nothing is trained)."""
     clear_loaded_classifiers()
     yield shapes_classifier_for(datamodule, cache)
     clear_loaded_classifiers()
 
 
-def test_classifier_trains_to_high_held_out_accuracy(classifier: ShapesClassifier, datamodule: ShapesDataModule,
-                                                     cache: Path) -> None:
+#: Settings without a pinned judge (8 px, and a short training recipe passed as ``steps=LOCAL_STEPS``):
+#: a judge trained here in seconds, for the cache's tests.
+LOCAL = {"resolution": 8, "channels": 3, "classes": list(SHAPES), "size_range": (0.35, 0.85)}
+LOCAL_STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def local(cache: Path) -> Iterator[ShapesClassifier]:
+    clear_loaded_classifiers()
+    yield shapes_classifier_for(LOCAL, cache, steps=LOCAL_STEPS)
+    clear_loaded_classifiers()
+
+
+def test_pinned_judge_classifies_well(classifier: ShapesClassifier, datamodule: ShapesDataModule,
+                                      cache: Path) -> None:
+    assert classifier.judge == pinned_record(datamodule)["judge"] and classifier.judge.startswith("pinned-")
     assert classifier.accuracy is not None and classifier.accuracy > 0.98
     assert not classifier.training and not any(p.requires_grad for p in classifier.parameters())
     # and on the training data itself (another seed than its own), quantized as the metrics do
@@ -116,7 +145,7 @@ def test_classifier_trains_to_high_held_out_accuracy(classifier: ShapesClassifie
                       torch.nn.functional.interpolate(torch.rand(100, 3, 4, 4, generator=g) * 2 - 1, size=32, mode="bilinear")])
     assert (classifier.features_and_logits(quantize(junk))[1].argmax(1) == classifier.reject_index).double().mean() > 0.95
     assert classifier.rejection is not None and classifier.rejection > 0.9
-    assert classifier_path(datamodule, cache).is_file()
+    assert not (cache / "shapes_classifier").exists()  # pinned: nothing trained, nothing cached
     with pytest.raises(ValueError, match=r"images \[N, 3, 32, 32\]"):
         classifier(torch.zeros(2, 3, 16, 16))
 
@@ -138,36 +167,38 @@ def test_training_works_inside_inference_mode() -> None:  # e.g. a metric first 
     assert features.shape == (2, 128) and not model.to_logits.weight.is_inference()
 
 
-def test_cached_file_is_loaded_without_training(classifier: ShapesClassifier, datamodule: ShapesDataModule,
-                                                cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_file_is_loaded_without_training(local: ShapesClassifier, cache: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     def no_training(**kwargs: object) -> None:
         raise AssertionError("the cached classifier should have been loaded, not retrained")
 
+    path = classifier_path(LOCAL, cache, steps=LOCAL_STEPS)
+    assert path.is_file() and pinned_record(LOCAL, steps=LOCAL_STEPS) is None
+    # a local judge is named by its file's hash
+    assert local.judge == f"local-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
     monkeypatch.setattr(shapes_module, "train_shapes_classifier", no_training)
-    assert shapes_classifier_for(datamodule, cache) is classifier  # in-process: the same instance
+    assert shapes_classifier_for(LOCAL, cache, steps=LOCAL_STEPS) is local  # in-process: the same instance
     clear_loaded_classifiers()
     try:
-        loaded = shapes_classifier_for(datamodule, cache)  # from the file
-        assert loaded is not classifier and loaded.accuracy == classifier.accuracy
-        for (name, x), (_, y) in zip(loaded.state_dict().items(), classifier.state_dict().items()):
+        loaded = shapes_classifier_for(LOCAL, cache, steps=LOCAL_STEPS)  # from the file
+        assert loaded is not local and loaded.accuracy == local.accuracy and loaded.judge == local.judge
+        for (name, x), (_, y) in zip(loaded.state_dict().items(), local.state_dict().items()):
             assert torch.equal(x, y), name
-        # a mapping with the same settings names the same classifier
-        settings = {"resolution": 32, "channels": 3, "classes": list(SHAPES), "size_range": (0.35, 0.85)}
-        assert shapes_classifier_for(settings, cache) is loaded
+        # a datamodule with the same settings names the same classifier
+        assert shapes_classifier_for(ShapesDataModule(resolution=8), cache, steps=LOCAL_STEPS) is loaded
     finally:
         clear_loaded_classifiers()  # the next request reads the module's file again
 
 
-def test_corrupt_cache_file_is_retrained_with_a_warning(classifier: ShapesClassifier, datamodule: ShapesDataModule,
-                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = classifier_path(datamodule, tmp_path)
+def test_corrupt_cache_file_is_retrained_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = classifier_path(LOCAL, tmp_path, steps=LOCAL_STEPS)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
     calls = []
 
     def quick_training(**kwargs: object) -> tuple[ShapesClassifier, float]:  # stands in for 20 s of training
         calls.append(kwargs)
-        model = ShapesClassifier(resolution=32)
+        model = ShapesClassifier(resolution=8)
         model.accuracy = 0.5
         return model, 0.5
 
@@ -175,10 +206,10 @@ def test_corrupt_cache_file_is_retrained_with_a_warning(classifier: ShapesClassi
     clear_loaded_classifiers()
     try:
         with pytest.warns(UserWarning, match="not usable"):
-            retrained = shapes_classifier_for(datamodule, tmp_path)
-        assert len(calls) == 1 and retrained.accuracy == 0.5
+            retrained = shapes_classifier_for(LOCAL, tmp_path, steps=LOCAL_STEPS)
+        assert len(calls) == 1 and retrained.accuracy == 0.5 and retrained.judge.startswith("local-")
         clear_loaded_classifiers()
-        assert shapes_classifier_for(datamodule, tmp_path).accuracy == 0.5  # the file was replaced
+        assert shapes_classifier_for(LOCAL, tmp_path, steps=LOCAL_STEPS).accuracy == 0.5  # the file was replaced
         assert len(calls) == 1
         assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
     finally:
@@ -193,6 +224,140 @@ def test_data_that_is_not_shapes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="Unknown shape"):
         shapes_classifier_for({"resolution": 32, "channels": 3, "classes": ["cat", "dog"], "size_range": (0.3, 0.8)},
                               tmp_path)
+
+
+# -- the pinned judges ------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = [(32, 3), (32, 1), (64, 3), (64, 1)]  # (resolution, channels): what the recipes use, 6 classes
+
+
+def _data(resolution: int, channels: int) -> dict[str, object]:
+    return {"resolution": resolution, "channels": channels, "classes": list(SHAPES), "size_range": (0.35, 0.85)}
+
+
+def test_every_recipe_setting_has_a_pinned_judge() -> None:
+    assert sorted(r["file"] for r in pinned_judges()) == sorted(f"shapes-{r}px-{c}ch-6cls.safetensors" for r, c in SHIPPED)
+    for resolution, channels in SHIPPED:
+        record = pinned_record(_data(resolution, channels))
+        assert record is not None and record["file"] == f"shapes-{resolution}px-{channels}ch-6cls.safetensors"
+    # any other setting, or another training recipe, has none (a local judge is trained for it)
+    assert pinned_record(_data(8, 3)) is None and pinned_record(_data(32, 3), steps=1000) is None
+    assert pinned_record({**_data(32, 3), "classes": list(SHAPES)[:3]}) is None
+
+
+@pytest.mark.parametrize(("resolution", "channels"), SHIPPED)
+def test_pinned_judge_is_what_its_record_says(resolution: int, channels: int, tmp_path: Path) -> None:
+    record = pinned_record(_data(resolution, channels))
+    data = Path(record["path"]).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    assert digest == record["sha256"] and record["judge"] == f"pinned-{digest[:12]}"
+    assert 100_000 < len(data) < 1_000_000  # a few hundred kB
+    clear_loaded_classifiers()
+    try:
+        judge = shapes_classifier_for(_data(resolution, channels), tmp_path)
+    finally:
+        clear_loaded_classifiers()
+    assert judge.judge == record["judge"] and judge.accuracy == record["held_out_accuracy"]
+    assert judge_bytes(judge, record["settings"]) == data  # the file is exactly this network and its figures
+    # recomputed on the held-out sets (seed 0: 2000 shapes, 1000 negatives); exact on the machine that
+    # trained it, within a prediction or two elsewhere (other float paths)
+    accuracy = held_out_accuracy(judge, size_range=(0.35, 0.85), seed=0)
+    rejection = held_out_rejection(judge, size_range=(0.35, 0.85), seed=0)
+    assert accuracy == pytest.approx(record["held_out_accuracy"], abs=2 / 2000)
+    assert rejection == pytest.approx(record["held_out_rejection"], abs=2 / 1000)
+    assert record["held_out_accuracy"] > 0.98 and record["held_out_rejection"] > 0.9
+
+
+def test_docs_state_every_pinned_judge_and_its_accuracy() -> None:
+    text = (ROOT / "docs" / "evaluation.md").read_text()
+    for record in pinned_judges():
+        rows = [line for line in text.splitlines() if record["judge"] in line]
+        assert rows, f"docs/evaluation.md does not name the pinned judge {record['judge']} ({record['file']})"
+        figures = (f"{record['held_out_accuracy']:.4f}", f"{record['held_out_rejection']:.4f}")
+        assert any(all(f in row for f in figures) for row in rows), \
+            f"docs/evaluation.md gives no line with {record['judge']} and its accuracy and rejection {figures}"
+
+
+def test_the_cache_never_shadows_a_pinned_judge(datamodule: ShapesDataModule, tmp_path: Path) -> None:
+    record = pinned_record(datamodule)
+    # a judge of the same settings made elsewhere (a GPU, another processor): here an untrained network
+    other = ShapesClassifier(resolution=32)
+    other.accuracy, other.rejection = 0.99, 0.9
+    path = classifier_path(datamodule, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(judge_bytes(other, record["settings"]))
+    clear_loaded_classifiers()
+    try:
+        judge = shapes_classifier_for(datamodule, tmp_path)
+    finally:
+        clear_loaded_classifiers()
+    assert judge.judge == record["judge"]
+    assert judge_bytes(judge, record["settings"]) == Path(record["path"]).read_bytes()
+
+
+def test_a_pinned_file_that_does_not_match_its_hash_is_refused(datamodule: ShapesDataModule, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    record = pinned_record(datamodule)
+    source = Path(record["path"])
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    (tmp_path / source.name).write_bytes(bytes(data))
+    (tmp_path / source.with_suffix(".json").name).write_text(source.with_suffix(".json").read_text())
+    monkeypatch.setattr(shapes_module, "PINNED_DIR", tmp_path)
+    clear_loaded_classifiers()
+    try:
+        with pytest.raises(ConfigError, match=r"SHA-256 .* not the recorded .*reinstall"):
+            shapes_classifier_for(datamodule, tmp_path / "cache")  # and no local judge trained instead
+    finally:
+        clear_loaded_classifiers()
+    assert not (tmp_path / "cache").exists()
+
+
+_FRESH_ENVIRONMENT = r"""
+import json
+import torch
+from torch import nn
+from lightning_gan.data.shapes import ShapesDataModule
+from lightning_gan.interfaces import Generator
+from lightning_gan.metrics.shapes import ShapesMetrics
+
+class Tiny(Generator):  # seeded weights: the same generator in every process
+    def __init__(self) -> None:
+        super().__init__(z_dim=16, output_shape=(3, 32, 32))
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(16, 3 * 8 * 8), nn.Unflatten(1, (3, 8, 8)),
+                                 nn.Upsample(scale_factor=4, mode="bilinear"), nn.Conv2d(3, 3, 3, padding=1), nn.Tanh())
+
+    def forward(self, z, c=None):
+        return self.net(z)
+
+metric = ShapesMetrics(num_samples=500)
+datamodule = ShapesDataModule(resolution=32, num_samples=2000, seed=0)
+metric.setup(datamodule)
+values = metric.compute(Tiny(), datamodule)
+print(json.dumps({"values": values, "notes": metric.notes(), "threads": torch.get_num_threads()}))
+"""
+
+
+@pytest.mark.slow
+def test_two_fresh_environments_give_the_same_shapes_values(tmp_path: Path) -> None:
+    """Fresh processes with their own (empty) cache folders and thread counts: the pinned judge scores the
+    same generator identically, and neither trains nor caches a judge."""
+    results = []
+    for name, threads in (("a", "1"), ("b", "2")):
+        env = {**os.environ, "LIGHTNING_GAN_CACHE": str(tmp_path / name), "OMP_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, "-c", _FRESH_ENVIRONMENT], env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        assert re.search(r"judge pinned-[0-9a-f]{12}", done.stdout + done.stderr)  # said once, in the log
+        assert not (tmp_path / name).exists()  # nothing trained, nothing cached
+    a, b = results
+    assert (a["threads"], b["threads"]) == (1, 2)
+    assert a["notes"] == b["notes"] == {"shapes/judge": pinned_record(_data(32, 3))["judge"]}
+    assert a["values"] == b["values"]
+    assert a["values"]["shapes/judge_pinned"] == 1.0
+    assert a["values"]["shapes/judge_id"] == judge_number(a["notes"]["shapes/judge"])
 
 
 # -- the metric on generators with a known answer -------------------------------------------------------
@@ -229,7 +394,12 @@ def test_perfect_generator_against_a_collapsed_one(classifier: ShapesClassifier,
     metric.setup(datamodule)
     perfect = metric.compute(RenderingGenerator(datamodule), datamodule, context)
     assert set(perfect) == {"shapes/coverage", "shapes/recognizable", "shapes/reverse_kl", "shapes/fd",
-                            "shapes/classifier_accuracy", "shapes/classifier_rejection"}  # unconditional: no accuracy
+                            "shapes/classifier_accuracy", "shapes/classifier_rejection", "shapes/judge_id",
+                            "shapes/judge_pinned"}  # unconditional: no accuracy
+    # the judge: its id as text in notes(), as numbers in the results (its hash's first 6 hex digits)
+    assert metric.notes() == {"shapes/judge": classifier.judge}
+    assert f"{int(perfect['shapes/judge_id']):06x}" == classifier.judge.removeprefix("pinned-")[:6]
+    assert perfect["shapes/judge_pinned"] == 1.0
     assert perfect["shapes/coverage"] == K
     assert perfect["shapes/recognizable"] > 0.97
     # real data against real data: only sampling noise, about (K - 1) / N between two sets of N = 1000

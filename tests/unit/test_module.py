@@ -164,6 +164,7 @@ def test_conditional_training_uses_one_hot_labels(tmp_path) -> None:
 
 
 def test_a_relativistic_loss_gets_the_logits_of_real_training_samples_in_the_generator_phase(tmp_path) -> None:
+    torch.manual_seed(0)  # the networks' initialisation: a fake logit equal to a real one by chance is then ruled out
     dm = toy()
     dm.setup("fit")
     checks = []
@@ -197,15 +198,30 @@ def test_mismatched_data_and_architecture_fail_fast(tmp_path) -> None:
 
 def test_divergence_is_reported_with_phase_and_iteration(tmp_path) -> None:
     class Exploding(AdversarialLoss):
+        """NaN generator loss from its ``after``-th call (0-based): iteration ``after`` of the run."""
+
+        def __init__(self, after: int = 0) -> None:
+            self.after, self.calls = after, 0
+
         def generator_loss(self, fake_logits):
-            return fake_logits.mean() * float("nan")
+            self.calls += 1
+            return fake_logits.mean() * (float("nan") if self.calls > self.after else 1.0)
 
         def discriminator_loss(self, real_logits, fake_logits):
             return fake_logits.mean() - real_logits.mean()
 
+    # NaN on the first iteration: found there (one host sync), and blamed on the loss since the logits are finite
     module = GANModule(architecture=TinyArchitecture(), loss=Exploding(), metrics=[], log_every_n_iterations=3)
-    with pytest.raises(FloatingPointError, match=r"Non-finite .*loss/Gmain.* at iteration 3 \(0.1 kimg\)"):
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss/Gmain at iteration 0 \(0.0 kimg\) although the "
+                                                 r"data, fakes and logits are finite; check the loss Exploding"):
         make_trainer(tmp_path).fit(module, toy())
+    assert module.iteration == 1
+    # NaN from iteration 2: found at the log after iteration 2 (iterations 0-2), the window named
+    module = GANModule(architecture=TinyArchitecture(), loss=Exploding(after=2), metrics=[], log_every_n_iterations=3)
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss/Gmain.* at an iteration in 1-2 \(0.1 kimg\): "
+                                                 r"the game diverged"):
+        make_trainer(tmp_path).fit(module, toy())
+    assert module.iteration == 3
 
 
 def test_unsupported_strategy_fails_fast() -> None:

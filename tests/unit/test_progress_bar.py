@@ -73,24 +73,30 @@ def test_runs_in_a_tiny_fit():
 
 
 def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal():
-    def fit(**console_kwargs) -> str:
+    def fit(log_every_s: float = 0.0, **console_kwargs) -> str:
         torch.manual_seed(0)
         module = GANModule(architecture={"class_path": "mlp", "init_args": {"g_hidden": 8, "d_hidden": 8}},
                            metrics=[], total_kimg=0.6, log_every_n_iterations=1)
         out = io.StringIO()
-        bar = GANProgressBar(log_every_s=0.0, console_kwargs={"file": out, **console_kwargs})
+        bar = GANProgressBar(log_every_s=log_every_s, console_kwargs={"file": out, **console_kwargs})
         trainer = Trainer(max_epochs=1, logger=False, accelerator="cpu", enable_model_summary=False,
                           enable_checkpointing=False, callbacks=[bar], num_sanity_val_steps=0, limit_val_batches=0)
         trainer.fit(module, Toy2DDataModule(num_samples=1000, batch_size=200))
         return out.getvalue()
 
-    lines = [line for line in fit().splitlines() if line.startswith("kimg: ")]
-    # one line per iteration (3 of 200 images), after the iteration's images are counted
+    output = fit()
+    lines = [line for line in output.splitlines() if line.startswith("kimg: ")]
+    # one line per iteration (3 of 200 images), after the iteration's images are counted; none repeated at the end
     assert [line.split(" · ")[0] for line in lines] == ["kimg: 0.2/0.6", "kimg: 0.4/0.6", "kimg: 0.6/0.6"]
+    # rich's end-of-run rendering of the bar is left out: the output ends with the last plain line
+    assert output.rstrip("\n").splitlines()[-1] == lines[-1] and "Epoch" not in output
     rate, eta = lines[0].split(" · ")[1:3]
     assert rate.endswith(" img/s") and float(rate.split()[0]) > 0
     assert eta.startswith("eta ") and lines[-1].split(" · ")[2] == "eta 0m00s"  # nothing left at the end
     assert all(" · D: " in line and " · G: " in line for line in lines[1:])
+    # a run shorter than the interval still ends with one line: the final count
+    single = fit(log_every_s=3600.0).splitlines()
+    assert len(single) == 1 and single[0].startswith("kimg: 0.6/0.6 · ") and " · eta 0m00s · D: " in single[0]
     # on a terminal the live bar shows the same: no plain lines
     assert not [line for line in fit(force_terminal=True).splitlines() if line.startswith("kimg: ")]
 

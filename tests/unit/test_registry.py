@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,8 @@ class AcmeLoss(AdversarialLoss):
 class NotALoss:
     pass
 """
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_builtins_are_listed_from_the_core_distribution() -> None:
@@ -142,12 +147,125 @@ def test_autoload_off_keeps_only_core_entry_points(fake_distribution, monkeypatc
     assert "local" in reg.names()
 
 
-def test_recipes_are_files_shipped_with_the_package() -> None:
+def test_recipes_are_the_files_of_the_top_level_recipes_folder() -> None:
+    """Every recipes/<name>.yaml is the core's recipe <name> (no entry point), and no recipe hides elsewhere."""
+    folder = ROOT / "recipes"
+    files = sorted(folder.glob("*.yaml"))
+    assert {"quickstart", "dcgan-shapes32", "stylegan2-shapes32"} <= {f.stem for f in files}
+    entries = {e.name: e for e in registry.get_registry("recipes").entries()}
+    for file in files:
+        assert re.fullmatch(r"[a-z][a-z0-9_\-]*", file.stem), f"{file.name}: recipe names are lower case"
+        assert registry.recipe_path(file.stem).resolve() == file.resolve()
+        assert entries[file.stem].distribution == registry.CORE_DISTRIBUTION
+        assert registry.recipe_description(file)
+    stray = [p for where in ("lightning_gan", "plugins") for p in (ROOT / where).rglob("*.yaml")]
+    assert stray == [], "first-party recipes belong in the top-level recipes/ folder"
     path = registry.recipe_path("quickstart")
-    assert path.name == "quickstart.yaml" and path.is_file()
-    assert registry.recipe_description(path)
+    assert registry.recipe_path(str(path)) == path  # a file path is accepted as it is
     with pytest.raises(registry.UnknownPluginError, match="Did you mean 'quickstart'"):
         registry.recipe_path("quickstrat")
+
+
+def test_first_party_table_matches_the_plugins_entry_points() -> None:
+    """FIRST_PARTY_PLUGINS (what the core tells users to install) is exactly what plugins/*/ declare."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    declared: dict[str, dict[str, tuple[str, ...]]] = {}
+    for pyproject in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        groups = {g.removeprefix(registry.ENTRY_POINT_PREFIX): tuple(sorted(eps))
+                  for g, eps in project.get("entry-points", {}).items() if g.startswith(registry.ENTRY_POINT_PREFIX)}
+        declared[project["name"]] = groups
+    table = {d: {g: tuple(sorted(names)) for g, names in groups.items()}
+             for d, groups in registry.FIRST_PARTY_PLUGINS.items()}
+    assert table == declared
+
+
+def test_unknown_first_party_name_says_which_distribution(monkeypatch) -> None:
+    monkeypatch.setenv(registry.AUTOLOAD_ENV, "1")
+    registry.refresh()
+    with pytest.raises(registry.UnknownPluginError) as info:
+        registry.load("architectures", "mlp")
+    assert str(info.value) == (
+        f"Unknown architecture 'mlp': it is provided by lightning-gan-dcgan {importlib.metadata.version('lightning-gan-dcgan')}, "
+        f"whose entry points are ignored because {registry.AUTOLOAD_ENV} is set: unset it (or register the plugin "
+        f"in-process with lightning_gan.register).")
+    with pytest.raises(registry.UnknownPluginError, match=f"Available losses: .*hinge.*{registry.AUTOLOAD_ENV} is set"):
+        registry.load("losses", "hingee")
+    monkeypatch.delenv(registry.AUTOLOAD_ENV)
+    registry.refresh()
+    monkeypatch.setitem(registry.FIRST_PARTY_PLUGINS, "lightning-gan-nowhere", {"losses": ("nowhere",)})
+    with pytest.raises(registry.UnknownPluginError) as info:
+        registry.load("losses", "nowhere")
+    assert str(info.value) == ("Unknown loss 'nowhere': it is provided by lightning-gan-nowhere, which is not "
+                               "installed: pip install lightning-gan-nowhere.")
+
+
+def test_entry_points_in_a_misspelled_group_are_listed_with_the_closest_group(fake_distribution, capsys) -> None:
+    fake_distribution("typo-gan", {"lightning_gan.architecture": {"typo_arch": "typo_gan:Arch"},
+                                   "lightning_gan.loss": {"typo_loss": "typo_gan:Loss"}}, version="0.2")
+    rows = {e.name: (e.group, e.provider, status) for e, status in registry.unknown_group_entries()}
+    assert rows == {
+        "typo_arch": ("lightning_gan.architecture", "typo-gan 0.2",
+                      "ignored: unknown group 'lightning_gan.architecture'; did you mean 'lightning_gan.architectures'?"),
+        "typo_loss": ("lightning_gan.loss", "typo-gan 0.2",
+                      "ignored: unknown group 'lightning_gan.loss'; did you mean 'lightning_gan.losses'?"),
+    }
+    with pytest.raises(registry.UnknownPluginError) as info:
+        registry.load("architectures", "typo_arch")
+    assert str(info.value) == ("Unknown architecture 'typo_arch': typo-gan 0.2 declares it in the entry-point group "
+                               "'lightning_gan.architecture', which lightning-gan does not read; rename the group to "
+                               "'lightning_gan.architectures' and reinstall it.")
+    from lightning_gan.cli import plugins_command
+
+    assert plugins_command(["--no-load"]) == 1
+    assert ("typo-gan 0.2 declares 'typo_arch' in an unknown group 'lightning_gan.architecture'; did you mean "
+            "'lightning_gan.architectures'?") in capsys.readouterr().out.splitlines()
+
+
+RECIPE_NAMING_PLUGINS = """\
+# A recipe that names plugins in every way a recipe can.
+model:
+  architecture:
+    class_path: stylegan2
+    init_args: {resolution: 16}
+  loss: hinge
+  regularizers:
+    - class_path: path_length
+    - r1
+  g_optimizer: {class_path: torch.optim.Adam}
+trainer:
+  callbacks:
+    - class_path: lightning_gan.callbacks.GANProgressBar
+data:
+  class_path: lightning_gan_dcgan.dcgan.DCGANArchitecture  # any class path of a plugin package counts
+"""
+
+
+def test_recipe_needs_are_read_from_names_and_class_paths(tmp_path, monkeypatch) -> None:
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(RECIPE_NAMING_PLUGINS)
+    needs = registry.recipe_needs(recipe)
+    assert needs == registry.RecipeNeeds(plugins=("lightning-gan-dcgan", "lightning-gan-stylegan2"), missing=())
+    assert needs.message("mine") == ""
+    assert registry.recipe_needs(registry.recipe_path("quickstart")).plugins == ("lightning-gan-dcgan",)
+    assert registry.recipe_needs(registry.recipe_path("stylegan2-shapes32")).plugins == ("lightning-gan-stylegan2",)
+
+    recipe.write_text(RECIPE_NAMING_PLUGINS + "  init_args: {other: {class_path: nowhere_pkg.mod.Thing}}\n")
+    assert registry.recipe_needs(recipe).missing == (
+        "the module 'nowhere_pkg' (for nowhere_pkg.mod.Thing), which is not installed",)
+
+    monkeypatch.setenv(registry.AUTOLOAD_ENV, "1")
+    registry.refresh()
+    recipe.write_text(RECIPE_NAMING_PLUGINS)
+    needs = registry.recipe_needs(recipe)
+    assert needs.plugins == ("lightning-gan-dcgan", "lightning-gan-stylegan2")
+    assert needs.missing == (registry.distribution_problem("lightning-gan-stylegan2"),)  # the dcgan class path imports
+    assert needs.message("mine") == f"Recipe 'mine' needs {registry.distribution_problem('lightning-gan-stylegan2')}."
+    assert registry.AUTOLOAD_ENV in needs.message("mine")
+
+    recipe.write_text("- just a list\n")
+    with pytest.raises(registry.BrokenPluginError, match="is not a YAML mapping"):
+        registry.recipe_needs(recipe)
 
 
 def test_import_lightning_gan_imports_no_plugin_and_no_torch() -> None:
@@ -160,3 +278,20 @@ def test_import_lightning_gan_imports_no_plugin_and_no_torch() -> None:
     result = json.loads(out)
     assert "mlp" in result["names"]
     assert result["mods"] == []
+
+
+def test_the_cores_quickstart_with_autoload_off_says_what_to_do(monkeypatch, capsys, tmp_path) -> None:
+    """The issue's case: `quickstart` names `mlp`, which another distribution provides."""
+    from lightning_gan.cli import main
+
+    monkeypatch.setenv(registry.AUTOLOAD_ENV, "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lightning-gan"])
+    registry.refresh()
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--recipe", "quickstart"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"lightning-gan: error: Unknown architecture 'mlp': it is provided by lightning-gan-dcgan "
+        f"{importlib.metadata.version('lightning-gan-dcgan')}, whose entry points are ignored because "
+        f"{registry.AUTOLOAD_ENV} is set: unset it (or register the plugin in-process with lightning_gan.register).")

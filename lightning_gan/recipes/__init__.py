@@ -1,1 +1,0 @@
-"""Recipes shipped with lightning-gan: ``<name>.yaml`` files registered in ``lightning_gan.recipes``."""

@@ -1,1 +1,0 @@
-"""Recipes of the StyleGAN2 plugin (found through the lightning_gan.recipes entry points)."""
