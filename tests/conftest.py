@@ -61,3 +61,15 @@ def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 def _fresh_registry() -> Iterator[None]:
     yield
     registry.refresh()
+
+
+def make_trainer(tmp_path: Path, **kwargs: object) -> "pl.Trainer":
+    """A quiet one-epoch CPU Trainer for the unit tests (no logger, no checkpoints, no validation)."""
+    import lightning.pytorch as pl
+
+    defaults: dict[str, object] = dict(
+        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        default_root_dir=tmp_path)
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)

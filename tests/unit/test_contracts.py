@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import make_trainer  # tests/conftest.py
 from lightning_gan.callbacks import LazyR1
 from lightning_gan.checkpoint import (
     MissingPluginError,
@@ -29,14 +30,6 @@ from lightning_gan.phases import PhaseSchedule
 from lightning_gan.regularizers import R1, R2
 from lightning_gan.testing import TinyArchitecture
 from lightning_gan.testing.tiny import TinyDiscriminator, TinyGenerator
-
-
-def make_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    defaults = dict(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    limit_val_batches=0, default_root_dir=tmp_path)
-    defaults.update(kwargs)
-    return pl.Trainer(**defaults)
 
 
 def toy(num_samples: int = 200, batch_size: int = 20) -> Toy2DDataModule:

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import make_trainer  # tests/conftest.py
 from lightning_gan.data.toy2d import Toy2DDataModule
 from lightning_gan.errors import ConfigError
 from lightning_gan.interfaces import PenaltyInputs, Regularizer
@@ -42,14 +43,6 @@ class RecordBatches(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.batches.append(batch[0].detach().clone())
-
-
-def make_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    defaults = dict(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    limit_val_batches=0, default_root_dir=tmp_path)
-    defaults.update(kwargs)
-    return pl.Trainer(**defaults)
 
 
 def adam_steps(optimizer: torch.optim.Optimizer) -> int:

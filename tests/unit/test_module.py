@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
+from conftest import make_trainer  # tests/conftest.py
 from lightning_gan.callbacks import LazyR1
 from lightning_gan.data.toy2d import Toy2DDataModule
 from lightning_gan.errors import ConfigError
@@ -30,14 +30,6 @@ class CountingPenalty(Regularizer):
         self.calls += 1
         net = inputs.generator if self.network == "generator" else inputs.discriminator
         return self.weight * sum(p.sum() for p in net.parameters())
-
-
-def make_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    defaults = dict(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    limit_val_batches=0, default_root_dir=tmp_path)
-    defaults.update(kwargs)
-    return pl.Trainer(**defaults)
 
 
 def toy(num_samples=200, batch_size=20, **kwargs) -> Toy2DDataModule:
