@@ -247,7 +247,8 @@ def evaluate_command(argv: list[str]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "checkpoint": str(loaded.source), "ema": loaded.ema, "kimg": kimg, "iteration": loaded.info.get("iteration"),
-        "data": loaded.data, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()}, "notes": notes,
+        "data": loaded.data, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()},
+        "notes": notes,
         "metric_configs": [m.config() for m in metrics], "seconds": timings,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
