@@ -192,6 +192,11 @@ def evaluate_command(argv: list[str]) -> int:
     parser.add_argument("--out", help="JSON file for the results (default: <ckpt>-metrics.json next to the checkpoint)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--no-ema", action="store_true", help="score the trained generator, not its EMA")
+    parser.add_argument("--truncation", type=float, metavar="T",
+                        help="draw the latents truncated to [-T, T] by resampling (BigGAN's truncation trick); "
+                             "the record says so")
+    parser.add_argument("--standing-stats", type=int, default=0, metavar="N",
+                        help="re-estimate the generator's batch-norm statistics over N batches first (BigGAN)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -223,7 +228,7 @@ def evaluate_command(argv: list[str]) -> int:
         metric.setup(datamodule)
 
     device = _device(args.device)
-    generator = loaded.generator.to(device)
+    generator = _prepare_sampler(loaded.generator.to(device), args.truncation, args.standing_stats)
     context = EvaluationContext(batch_size=args.batch_size, progress=sys.stderr.isatty())
     console = Console(stderr=False)
     results: dict[str, float] = {}
@@ -237,6 +242,10 @@ def evaluate_command(argv: list[str]) -> int:
     table.add_column("metric")
     table.add_column("value", justify="right")
     notes = {k: v for metric in metrics for k, v in metric.notes().items()}
+    if args.truncation is not None:
+        notes["truncation"] = f"latents truncated to [-{args.truncation:g}, {args.truncation:g}] by resampling"
+    if args.standing_stats:
+        notes["standing_stats"] = f"batch-norm statistics re-estimated over {args.standing_stats} batches"
     for name, value in results.items():
         table.add_row(name, f"{value:.6g}")
     for name, text in notes.items():
@@ -248,7 +257,7 @@ def evaluate_command(argv: list[str]) -> int:
     record = {
         "checkpoint": str(loaded.source), "ema": loaded.ema, "kimg": kimg, "iteration": loaded.info.get("iteration"),
         "data": loaded.data, "metrics": {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()},
-        "notes": notes,
+        "notes": notes, "truncation": args.truncation, "standing_stats": args.standing_stats,
         "metric_configs": [m.config() for m in metrics], "seconds": timings,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
@@ -272,11 +281,33 @@ def _truncated(generator: Any, z: Any, c: Any, psi: float) -> Any:
     return generator(z * psi, c)
 
 
-def _seed_latents(generator: Any, seeds: Sequence[int], device: Any) -> Any:
+def _seed_latents(generator: Any, seeds: Sequence[int], device: Any, truncation: float | None = None) -> Any:
     import torch
 
-    return torch.cat([generator.sample_latents(1, generator=torch.Generator(device=device).manual_seed(int(s)), device=device)
-                      for s in seeds])
+    from lightning_gan.ops.truncation import truncated_normal
+
+    def one(seed: int) -> Any:
+        rng = torch.Generator(device=device).manual_seed(int(seed))
+        if truncation is None:
+            return generator.sample_latents(1, generator=rng, device=device)
+        return truncated_normal((1, generator.z_dim), truncation, generator=rng, device=device)
+
+    return torch.cat([one(s) for s in seeds])
+
+
+def _prepare_sampler(generator: Any, truncation: float | None, standing_stats: int, *, wrap: bool = True) -> Any:
+    """The generator after ``standing_stats`` batches of standing statistics, wrapped (``wrap``) so that its
+    ``sample_latents`` draws latents truncated to [-truncation, truncation]."""
+    from lightning_gan.ops.truncation import TruncatedGenerator, check_threshold
+    from lightning_gan.utils.standing_stats import standing_statistics
+
+    if truncation is not None:
+        check_threshold(truncation)
+    if standing_stats < 0:
+        raise ValueError(f"--standing-stats must be >= 0 batches, got {standing_stats}")
+    if standing_stats and not standing_statistics(generator, num_batches=standing_stats, truncation=truncation):
+        print("standing statistics: the generator has no batch norm; nothing re-estimated", file=sys.stderr)
+    return generator if truncation is None or not wrap else TruncatedGenerator(generator, truncation)
 
 
 def _slerp(a: Any, b: Any, t: float) -> Any:
@@ -308,6 +339,12 @@ def generate_command(argv: list[str]) -> int:
     parser.add_argument("--scale", type=int, default=0, help="pixel upscaling of the pictures (default: to at least 64 px)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--no-ema", action="store_true", help="sample the trained generator, not its EMA")
+    parser.add_argument("--truncation", type=float, metavar="T",
+                        help="draw every latent truncated to [-T, T] by resampling (BigGAN's truncation trick, in Z; "
+                             "--psi is StyleGAN's, in W)")
+    parser.add_argument("--standing-stats", type=int, default=0, metavar="N",
+                        help="re-estimate the generator's batch-norm statistics over N batches of random latents "
+                             "before sampling (BigGAN's standing statistics; default 0: off)")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds)
     psis = _floats(args.psi, "--psi")
@@ -322,7 +359,8 @@ def generate_command(argv: list[str]) -> int:
 
     loaded = load_sampler(args.ckpt, ema=not args.no_ema)
     device = _device(args.device)
-    gen = loaded.generator.to(device).eval()
+    # truncated latents come from _seed_latents: the generator stays unwrapped for the --psi sweep's W space
+    gen = _prepare_sampler(loaded.generator.to(device), args.truncation, args.standing_stats, wrap=False).eval()
     out = Path(args.out) if args.out else loaded.source.with_name(f"generated-{loaded.source.stem}")
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {}
@@ -343,12 +381,12 @@ def generate_command(argv: list[str]) -> int:
         image.save(path)
         return path
 
-    z = _seed_latents(gen, seeds, device)
+    z = _seed_latents(gen, seeds, device, args.truncation)
     labels = [s % c_dim for s in seeds] if c_dim else None
     if len(gen.output_shape) != 3:  # points (toy 2-D data): a scatter plot of many samples instead of pictures
         from lightning_gan.utils.images import PALETTE, REAL_COLOR, PointSet, scatter_plot
 
-        many = run(_seed_latents(gen, range(seeds[0], seeds[0] + 2500), device), onehot(range(2500)))
+        many = run(_seed_latents(gen, range(seeds[0], seeds[0] + 2500), device, args.truncation), onehot(range(2500)))
         if many.dim() != 2 or many.shape[1] != 2:
             raise ValueError(f"generate draws images [C, H, W] or 2-D points; this generator makes {tuple(gen.output_shape)}")
         sets, modes, sigma = [], None, None
@@ -390,7 +428,8 @@ def generate_command(argv: list[str]) -> int:
                                   "rows": "class 0..c_dim-1", "columns": cols}
         # interpolation: every grid cell loops through `keyframes` latents (seed s, s + 1000, s + 2000, ...)
         tracks = seeds[:16]
-        keys = [_seed_latents(gen, [s + 1000 * k for s in tracks], device) for k in range(args.keyframes)]
+        keys = [_seed_latents(gen, [s + 1000 * k for s in tracks], device, args.truncation)
+                for k in range(args.keyframes)]
         ct = onehot([s % c_dim for s in tracks]) if c_dim else None
         frames = []
         n_track = math.ceil(math.sqrt(len(tracks)))
@@ -406,7 +445,8 @@ def generate_command(argv: list[str]) -> int:
         written["interpolation"] = {"file": str(gif), "frames": len(frames), "tracks": tracks,
                                     "keyframe_seeds": "s + 1000 k", "path": "slerp in Z (directions), norms linear"}
     manifest = out / "generate.json"
-    manifest.write_text(json.dumps({"checkpoint": str(loaded.source), "ema": loaded.ema, **loaded.info, "files": written},
+    manifest.write_text(json.dumps({"checkpoint": str(loaded.source), "ema": loaded.ema, **loaded.info,
+                                    "truncation": args.truncation, "standing_stats": args.standing_stats, "files": written},
                                    indent=2, default=str) + "\n")
     for key, value in written.items():
         path = value if isinstance(value, str) else value.get("file") if isinstance(value, dict) else None
@@ -463,7 +503,8 @@ def diagnose_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lightning-gan diagnose",
         description="Measure a model against the theory: singular values and orthogonality per layer, the linearized "
-                    "game's convergence factor, spectra, AR(1) fits, demodulation, gradient flow; tables and PNG plots.")
+                    "game's convergence factor, spectra, AR(1) fits, demodulation, gradient flow, class leakage of conditional "
+                    "batch norm; tables and PNG plots.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", help="a GANModule run checkpoint (.ckpt)")
     source.add_argument("--config", help="a YAML config or recipe name: diagnose the freshly initialised model")

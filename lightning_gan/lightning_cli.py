@@ -160,6 +160,11 @@ class GANCLI(LightningCLI):
             super().instantiate_classes()
         except (registry.PluginError, ConfigError, MisconfigurationException) as exc:
             fail(str(exc))  # a configuration that parses but cannot be built: one line
+        except (TypeError, ValueError) as exc:  # jsonargparse wraps what a class's __init__ raised (e.g. a callback's)
+            cause = _config_error_in_chain(exc)
+            if cause is None:
+                raise
+            fail(str(cause))
 
     def after_fit(self) -> None:
         _print_run_summary(self.trainer, self.model)
@@ -199,6 +204,18 @@ def new_class_starts_from_its_defaults() -> Iterator[None]:
         yield
     finally:
         typehints.adapt_class_type = original
+
+
+def _config_error_in_chain(exc: BaseException) -> BaseException | None:
+    """The first ``ConfigError`` / ``PluginError`` among ``exc``'s causes and contexts, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (ConfigError, registry.PluginError)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _class_path(spec: Any) -> str | None:

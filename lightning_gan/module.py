@@ -52,6 +52,8 @@ from lightning_gan.interfaces import (
 )
 from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric
 from lightning_gan.metrics.selection import data_default_metrics, setup_metrics
+from lightning_gan.ops.growth import at_full_resolution
+from lightning_gan.ops.truncation import TruncatedGenerator
 from lightning_gan.phases import Phase, PhaseSchedule
 from lightning_gan.precision.plugins import GANPrecision
 
@@ -215,10 +217,16 @@ class GANModule(LightningModule):
         finally:
             gen.train(was_training)
 
-    def sample(self, n: int, *, seed: int = 0, labels: Tensor | None = None) -> Tensor:
-        """``n`` samples of the sampling generator from a fixed seed, without touching global RNG state."""
+    def sample(self, n: int, *, seed: int = 0, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
+        """``n`` samples of the sampling generator from a fixed seed, without touching global RNG state.
+
+        ``truncation``: latents truncated to [-t, t] by resampling (``lightning_gan.ops.truncation``).
+        """
         with self._evaluating(seed) as gen:
             device = self.device
+            if truncation is not None:
+                gen = TruncatedGenerator(gen, truncation)
             z = gen.sample_latents(n, generator=torch.Generator(device=device).manual_seed(seed), device=device)
             c = None
             if gen.c_dim:
@@ -227,14 +235,21 @@ class GANModule(LightningModule):
                 c = torch.nn.functional.one_hot(labels.to(device).long(), gen.c_dim).float()
             return gen(z, c)
 
-    def evaluate_metrics(self, metrics: Sequence[GeneratorMetric] | None = None) -> dict[str, float]:
-        """``metrics`` (default: the configured ones) on the sampling generator; global RNG state untouched."""
+    def evaluate_metrics(self, metrics: Sequence[GeneratorMetric] | None = None, *,
+                         truncation: float | None = None) -> dict[str, float]:
+        """``metrics`` (default: the configured ones) on the sampling generator; global RNG state untouched.
+
+        ``truncation``: the metrics' latents truncated to [-t, t] by resampling (``TruncatedGenerator``).
+        """
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if metrics is None:
             metrics = self.configured_metrics(datamodule)
         results: dict[str, float] = {}
         self._eval_context.new_round()  # the generator changed since the last evaluation
         with self._evaluating() as gen:
+            gen = at_full_resolution(gen)  # a growing generator below its last stage: images enlarged to full size
+            if truncation is not None:
+                gen = TruncatedGenerator(gen, truncation)
             for metric in metrics:
                 results.update(metric.compute(gen, datamodule, self._eval_context))
                 self.metric_notes.update(metric.notes())

@@ -79,6 +79,8 @@ GROUPS: dict[str, tuple[str | None, str]] = {
 FIRST_PARTY_PLUGINS: dict[str, dict[str, tuple[str, ...]]] = {
     "lightning-gan-dcgan": {"architectures": ("dcgan", "mlp")},
     "lightning-gan-stylegan2": {"architectures": ("stylegan2",), "regularizers": ("path_length",)},
+    "lightning-gan-progan": {"architectures": ("progan",)},
+    "lightning-gan-biggan": {"architectures": ("biggan",)},
 }
 
 CORE_RECIPES_PACKAGE = "lightning_gan.recipes"  # the top-level recipes/ folder, as installed

@@ -11,6 +11,14 @@ from lightning_gan.analysis.demodulation import (
     plot_variance_ratios,
 )
 from lightning_gan.analysis.gradient_flow import LayerGradient, discriminator_gradient_flow
+from lightning_gan.analysis.leakage import (
+    ClassLeakage,
+    batch_statistics,
+    confusion,
+    measure_leakage,
+    normalized_shift,
+    pure_mixed_difference,
+)
 from lightning_gan.analysis.orthogonality import (
     conv_frequency_singular_values,
     conv_operator_norm,
@@ -52,12 +60,15 @@ __all__ = [
     "radial_power_spectrum",
     "ring_index",
     "spectral_gap",
+    "ClassLeakage",
     "LayerGradient",
     "LayerSpectralNorm",
     "LinearGameSimulation",
     "ar1_field",
     "ar1_phi",
     "ar1_phi_standard_error",
+    "batch_statistics",
+    "confusion",
     "conv_frequency_singular_values",
     "conv_operator_norm",
     "convergence_factor",
@@ -65,8 +76,11 @@ __all__ = [
     "jacobian_spectral_norm",
     "layer_spectral_norms",
     "max_stable_lr",
+    "measure_leakage",
     "noise_floor",
+    "normalized_shift",
     "orthogonality_deviation",
     "power_iteration_norm",
+    "pure_mixed_difference",
     "simulate_linear_game",
 ]

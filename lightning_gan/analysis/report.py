@@ -14,6 +14,10 @@ checkpoint, or a fresh pair from a config/recipe; :func:`diagnose` measures, per
 * **demodulation** (style-based generators): per-layer activation variance ratios;
 * **gradient flow**: the gradient norm reaching each D layer for hinge and non-saturating losses, with and
   without R1;
+* **class leakage** (conditional generators with batch norm): per class, the RMS difference between samples
+  generated in a pure-class batch and the same latents in a mixed batch with the training batches' class mix
+  (the data's class proportions; equal shares with balanced batches)
+  (:func:`lightning_gan.analysis.leakage.measure_leakage`);
 
 and writes ``report.json`` plus PNG plots (singular values per layer, the per-frequency singular-value map
 of D's conv with the largest operator norm, spectra, gradient flow, variance ratios) to one folder.
@@ -37,6 +41,7 @@ from lightning_gan import registry
 from lightning_gan.analysis.autocorrelation import ar1_phi
 from lightning_gan.analysis.demodulation import activation_variance_ratios, find_modulated_convs, plot_variance_ratios
 from lightning_gan.analysis.gradient_flow import discriminator_gradient_flow
+from lightning_gan.analysis.leakage import has_batch_norm, measure_leakage
 from lightning_gan.analysis.orthogonality import conv_frequency_singular_values, orthogonality_deviation
 from lightning_gan.analysis.plots import heatmap, line_plot
 from lightning_gan.analysis.spectra import energy_split, plot_spectra, radial_power_spectrum, spectral_gap
@@ -315,6 +320,17 @@ def diagnose(nets: Networks, out_dir: str | os.PathLike[str], *, num_samples: in
             plot_variance_ratios(rows, out / "variance_ratios.png")
             report["plots"]["variance_ratios"] = str(out / "variance_ratios.png")
 
+    if c_dim >= 2 and has_batch_norm(G):
+        step("class leakage")
+        balanced = bool(getattr(nets.datamodule, "balance_classes", False))
+        proportions = None if balanced else getattr(nets.datamodule, "class_proportions", None)
+        batch = max(num_samples, c_dim)
+        rows = measure_leakage(G, batch_size=batch, proportions=proportions, seed=seed)
+        names = list(getattr(nets.datamodule, "classes", None) or range(c_dim))
+        report["leakage"] = {"batch_size": batch, "proportions": None if proportions is None else list(proportions),
+                             "rows": [{**dataclasses.asdict(r), "class": str(names[r.label]) if r.label < len(names)
+                                       else str(r.label)} for r in rows]}
+
     step("gradient flow")
     gamma = nets.r1_gamma or 10.0
     flow_real = real if real is not None else fake
@@ -424,6 +440,16 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
             table.add_column(col, justify="left" if col == "layer" else "right")
         for r in report["demodulation"]:
             table.add_row(r["name"], f"{r['ratio']:.3f}", f"{r['modulated_ratio']:.3f}", f"{r['cumulative']:.3f}")
+        console.print(table)
+    if "leakage" in report:
+        lk = report["leakage"]
+        mix = "equal shares" if lk["proportions"] is None else "the data's class proportions"
+        table = Table(title=f"class leakage of batch statistics: pure-class batch vs a mixed batch of {lk['batch_size']} "
+                            f"({mix}); 0 with per-sample or class-grouped statistics")
+        for col in ("class", "in mixed batch", "RMS difference", "relative"):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for r in lk["rows"]:
+            table.add_row(r["class"], str(r["count"]), f"{r['rms_difference']:.4g}", f"{r['relative']:.3f}")
         console.print(table)
     flow = report["gradient_flow"]
     names = list(flow)

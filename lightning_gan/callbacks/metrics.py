@@ -10,6 +10,10 @@ By default the metrics follow the run: the model's ``metrics`` (``--model.metric
 the datamodule's own (``default_metrics()``), and the best checkpoint follows the first metric's headline
 (``shapes/fd`` for shapes, ``swd`` or ``fid`` for an image folder). So a recipe that pins no metric trains
 on any data: ``--data=image_folder`` switches the metrics with it.
+
+Progressive growing (``ProgressiveGrowing``): a generator below its last stage is evaluated on its images
+enlarged to the full resolution (``GANModule.evaluate_metrics``); each record carries the stage it was measured
+at (``resolution``, ``alpha``, ``full_stage``), and only evaluations at the full stage compete for ``best.ckpt``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from lightning_gan import registry
 from lightning_gan.errors import ConfigError
 from lightning_gan.metrics.base import GeneratorMetric
 from lightning_gan.metrics.selection import headline, setup_metrics
+from lightning_gan.ops.truncation import check_threshold
 
 __all__ = ["MetricsCallback"]
 
@@ -53,12 +58,14 @@ class MetricsCallback(Callback):
             direction (``min`` for a result that is no metric's headline).
         dirpath: where ``best.ckpt`` goes; default ``<trainer.log_dir>/checkpoints``.
         filename: name of the best checkpoint, without ``.ckpt``.
+        truncation: sample the metrics' latents truncated to [-t, t] by resampling (BigGAN's truncation trick);
+            every record then carries ``truncation: t``. None: untruncated.
     """
 
     def __init__(self, *, metrics: Sequence[GeneratorMetric | str] | None = None, num_samples: int | None = None,
                  every_n_kimg: float = 50.0, monitor: str | None = "auto",
                  mode: Literal["auto", "min", "max"] = "auto",
-                 dirpath: str | Path | None = None, filename: str = "best") -> None:
+                 dirpath: str | Path | None = None, filename: str = "best", truncation: float | None = None) -> None:
         super().__init__()
         if every_n_kimg <= 0:
             raise ValueError(f"every_n_kimg must be > 0, got {every_n_kimg}")
@@ -78,6 +85,7 @@ class MetricsCallback(Callback):
         self.mode = mode
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.filename = filename
+        self.truncation = None if truncation is None else check_threshold(truncation)
         # saved in checkpoints
         self.last_kimg: float | None = None
         self.best_value: float | None = None
@@ -180,9 +188,17 @@ class MetricsCallback(Callback):
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, trainer: Trainer, pl_module: Any) -> None:
         kimg = float(pl_module.kimg)
-        results = pl_module.evaluate_metrics(self.metrics)
+        if self.truncation is None:
+            results = pl_module.evaluate_metrics(self.metrics)
+        else:
+            results = pl_module.evaluate_metrics(self.metrics, truncation=self.truncation)
         self.last_kimg = kimg
         notes = dict(getattr(pl_module, "metric_notes", {}))  # text (e.g. shapes/judge): not for the loggers
+        if self.truncation is not None:
+            notes["truncation"] = self.truncation  # the record says at which truncation it was measured
+        stage = _growth_stage(pl_module)
+        if stage is not None:
+            notes.update(stage)  # a growing run's record says at which stage (resolution, alpha) it was measured
         self.history.append({"kimg": kimg, "iteration": int(pl_module.iteration), **results, **notes})
         for logger in trainer.loggers:
             logger.log_metrics({f"metrics/{k}": v for k, v in results.items()}, step=trainer.global_step)
@@ -195,6 +211,8 @@ class MetricsCallback(Callback):
         if self._monitor not in results:
             raise ConfigError(f"MetricsCallback monitors {self._monitor!r} but the metrics give {sorted(results)}; "
                               f"set its monitor to one of them (or 'auto')")
+        if stage is not None and not stage["full_stage"]:
+            return  # a generator still growing is no candidate for the best checkpoint (every process alike)
         value = float(results[self._monitor])
         better = math.isfinite(value) and (self.best_value is None or (
             value < self.best_value if self._mode == "min" else value > self.best_value))
@@ -204,3 +222,13 @@ class MetricsCallback(Callback):
             path = Path(self.dirpath) / f"{self.filename}.ckpt"
             self.best_path = str(path)
             trainer.save_checkpoint(path, weights_only=False)  # full state (resumable); collective, rank 0 writes
+
+
+def _growth_stage(pl_module: Any) -> dict[str, Any] | None:
+    """``{resolution, alpha, full_stage}`` of a progressively growing sampling generator; None for any other."""
+    generator = getattr(pl_module, "sampling_generator", None) or getattr(pl_module, "generator", None)
+    resolutions = getattr(generator, "resolutions", None)
+    if not resolutions or not hasattr(generator, "alpha"):
+        return None
+    resolution, alpha = int(generator.resolution), float(generator.alpha)
+    return {"resolution": resolution, "alpha": alpha, "full_stage": resolution == resolutions[-1] and alpha == 1.0}

@@ -4,7 +4,8 @@ Images ([C, H, W], C = 1 or 3) become a grid (one row per class for a conditiona
 points become a scatter plot over the real data, with the mixture's modes and 3-sigma circles and
 the mode coverage in the title when the datamodule has ``modes`` and ``sigma`` (toy2d). Files go to
 ``<trainer.log_dir>/samples/kimg{kimg:07.1f}.png`` and ``final.png``; loggers with image support
-(TensorBoard, Weights & Biases) get the picture too.
+(TensorBoard, Weights & Biases) get the picture too. A progressively growing generator's images are enlarged
+to its full resolution (pixels repeated), so that the pictures of every stage have one size.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_gan.errors import ConfigError
+from lightning_gan.ops.growth import upsample_to
+from lightning_gan.ops.truncation import check_threshold
 from lightning_gan.utils.images import PALETTE, REAL_COLOR, PointSet, make_grid_image, scatter_plot, square_bounds
 
 __all__ = ["SampleGrid"]
@@ -53,6 +56,7 @@ class SampleGrid(Callback):
         num_real_points: int = 3000,
         log_key: str = "samples",
         log_to_loggers: bool = True,
+        truncation: float | None = None,
     ) -> None:
         """
         Args:
@@ -67,6 +71,8 @@ class SampleGrid(Callback):
             num_real_points: real points drawn underneath (a fixed random subset of the training set).
             log_key: name of the picture in the loggers.
             log_to_loggers: also hand the picture to loggers that take images (TensorBoard, W&B).
+            truncation: draw the latents truncated to [-t, t] by resampling (BigGAN's truncation trick,
+                ``lightning_gan.ops.truncation``); None: untruncated.
         """
         super().__init__()
         if every_n_kimg is not None and every_n_kimg < 0:
@@ -86,6 +92,7 @@ class SampleGrid(Callback):
         self.num_real_points = int(num_real_points)
         self.log_key = log_key
         self.log_to_loggers = log_to_loggers
+        self.truncation = None if truncation is None else check_threshold(truncation)
 
         self.last_kimg: float | None = None  # kimg of the last picture written (saved in checkpoints)
         self.last_path: Path | None = None  # the newest file written by this process
@@ -170,18 +177,23 @@ class SampleGrid(Callback):
             classes = min(generator.c_dim, self.max_classes)
             # Same seed per row: every column keeps its latent across classes, so rows differ by class only.
             rows = [pl_module.sample(self.samples_per_class, seed=self.seed,
-                                     labels=torch.full((self.samples_per_class,), k, dtype=torch.long))
+                                     labels=torch.full((self.samples_per_class,), k, dtype=torch.long),
+                                     **self._truncation_kwargs())
                     for k in range(classes)]
-            return make_grid_image(torch.cat(rows).float().cpu(), self.samples_per_class)
-        samples = pl_module.sample(self.num_images, seed=self.seed)
-        return make_grid_image(samples.float().cpu(), self.nrow)
+            return make_grid_image(_full_size(generator, torch.cat(rows)).float().cpu(), self.samples_per_class)
+        samples = pl_module.sample(self.num_images, seed=self.seed, **self._truncation_kwargs())
+        return make_grid_image(_full_size(generator, samples).float().cpu(), self.nrow)
+
+    def _truncation_kwargs(self) -> dict[str, float]:
+        """``truncation=t`` for ``pl_module.sample`` when set (modules without the option still work untruncated)."""
+        return {} if self.truncation is None else {"truncation": self.truncation}
 
     def _render_points(self, pl_module: Any, generator: Any, datamodule: Any, kimg: float | None) -> Image.Image:
         modes = getattr(datamodule, "modes", None)
         sigma = getattr(datamodule, "sigma", None)
         if self._real_points is None:
             self._real_points = _real_points(datamodule, self.num_real_points, self.seed)
-        samples = pl_module.sample(self.num_points, seed=self.seed).float().cpu()  # [N, 2]
+        samples = pl_module.sample(self.num_points, seed=self.seed, **self._truncation_kwargs()).float().cpu()  # [N, 2]
         sets = [PointSet(self._real_points, REAL_COLOR, "real", radius=1.0)] if len(self._real_points) else []
         if generator.c_dim:  # `sample` cycles the classes: sample i has class i % c_dim
             labels = torch.arange(len(samples)) % generator.c_dim
@@ -243,6 +255,14 @@ class SampleGrid(Callback):
 
 def _kimg_name(kimg: float) -> str:
     return f"kimg{kimg:07.1f}.png"
+
+
+def _full_size(generator: Any, images: Tensor) -> Tensor:
+    """A growing generator's images enlarged to its full resolution (pixels repeated), so that grids compare."""
+    full = getattr(generator, "full_output_shape", None)
+    if full is None or images.shape[-1] == full[-1]:
+        return images
+    return upsample_to(images, full[-1])
 
 
 def _generator(pl_module: Any) -> Any:

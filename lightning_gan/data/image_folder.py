@@ -321,6 +321,7 @@ class ImageFolderDataModule(GANDataModule):
         num_workers: int = 0,
         seed: int = 0,
         num_predict: int = 64,
+        balance_classes: bool = False,
     ) -> None:
         """
         Args:
@@ -336,8 +337,11 @@ class ImageFolderDataModule(GANDataModule):
             num_workers: DataLoader workers decoding images (a few are worth it for JPEG/PNG at full size).
             seed: seed of the epoch shuffles and of the ``max_images`` subset.
             num_predict: how many samples ``predict`` generates.
+            balance_classes: training batches hold every class in equal shares (labelled data only; minority
+                classes oversampled; ``lightning_gan.data.base.ClassBalancedSampler``).
         """
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict,
+                         balance_classes=balance_classes)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if resolution < 1:

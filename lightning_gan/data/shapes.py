@@ -117,6 +117,28 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
     return names
 
 
+def _check_proportions(proportions: Sequence[float] | None, num_classes: int) -> tuple[float, ...] | None:
+    """Class shares normalized to sum 1, or None for equal shares."""
+    if proportions is None:
+        return None
+    values = tuple(float(v) for v in proportions)
+    if len(values) != num_classes:
+        raise ValueError(f"class_proportions needs one share per class ({num_classes}), got {len(values)}: "
+                         f"{list(values)}")
+    if any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise ValueError(f"class_proportions must be non-negative with a positive sum, got {list(values)}")
+    total = sum(values)
+    return tuple(v / total for v in values)
+
+
+def _labels_from_uniforms(u: np.ndarray, num_classes: int, proportions: Sequence[float] | None) -> np.ndarray:
+    """Class labels from uniforms in [0, 1): equal shares, or the inverse CDF of ``proportions``."""
+    if proportions is None:
+        return np.minimum((u * num_classes).astype(np.int64), num_classes - 1)
+    edges = np.cumsum(np.asarray(proportions, dtype=np.float64))[:-1]
+    return np.searchsorted(edges, u, side="right").astype(np.int64)
+
+
 def _check_size_range(size_range: Sequence[float]) -> tuple[float, float]:
     lo, hi = (float(v) for v in size_range)
     if not 0.0 < lo <= hi <= 1.0:
@@ -131,6 +153,7 @@ def shape_factors(
     classes: Sequence[str] | None = None,
     channels: int = 3,
     size_range: tuple[float, float] = (0.35, 0.85),
+    class_proportions: Sequence[float] | None = None,
 ) -> ShapeFactors:
     """The factors of images ``indices`` of the shapes data with these settings (see the module docstring).
 
@@ -140,8 +163,12 @@ def shape_factors(
         classes: shape names the labels index (default: all of ``SHAPES``, in that order).
         channels: 1 (grey) or 3 (RGB): the number of colour components.
         size_range: (min, max) circumradius in half-image widths.
+        class_proportions: each class's share of the images (normalized to sum 1); None: equal shares. The
+            label of image ``i`` is the inverse CDF of these shares at its first uniform, so it still
+            depends only on ``(seed, i)`` (None keeps the equal-share labelling of earlier versions).
     """
     names = _check_classes(classes)
+    proportions = _check_proportions(class_proportions, len(names))
     lo, hi = _check_size_range(size_range)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -149,7 +176,7 @@ def shape_factors(
         indices = indices.tolist()
     indices = list(indices)
     u = _index_uniforms(indices, seed, _NUM_STREAMS)  # [N, 11]
-    label = np.minimum((u[:, 0] * len(names)).astype(np.int64), len(names) - 1)
+    label = _labels_from_uniforms(u[:, 0], len(names), proportions)
     shape_of_label = np.array([SHAPES.index(c) for c in names], dtype=np.int64)
     order_of_label = np.array([_SYMMETRY_ORDER[c] for c in names], dtype=np.float64)
     size = lo + (hi - lo) * u[:, 1]
@@ -300,11 +327,12 @@ class ShapesDataset(Dataset):
         classes: shape names the labels index (default: all of ``SHAPES``).
         size_range: (min, max) circumradius in half-image widths.
         seed: seed of the data: image ``i`` depends only on ``(seed, i)``.
+        class_proportions: each class's share of the images; None: equal shares.
     """
 
     def __init__(self, *, num_samples: int = 50_000, resolution: int = 32, channels: int = 3,
                  classes: Sequence[str] | None = None, size_range: tuple[float, float] = (0.35, 0.85),
-                 seed: int = 0) -> None:
+                 seed: int = 0, class_proportions: Sequence[float] | None = None) -> None:
         check_image_args(resolution, channels, num_samples)
         self.num_samples = int(num_samples)
         self.resolution = int(resolution)
@@ -312,14 +340,24 @@ class ShapesDataset(Dataset):
         self.classes = _check_classes(classes)
         self.size_range = _check_size_range(size_range)
         self.seed = int(seed)
+        self.class_proportions = _check_proportions(class_proportions, len(self.classes))
+        self._labels: Tensor | None = None
 
     def __len__(self) -> int:
         return self.num_samples
 
+    @property
+    def labels(self) -> Tensor:
+        """[num_samples] int64 label of every image (computed once, without rendering)."""
+        if self._labels is None:
+            u = _index_uniforms(range(self.num_samples), self.seed, 1)[:, 0]
+            self._labels = torch.from_numpy(_labels_from_uniforms(u, len(self.classes), self.class_proportions))
+        return self._labels
+
     def factors(self, indices: Sequence[int] | Tensor) -> ShapeFactors:
         """The factors of images ``indices`` (class label, shape, size, position, rotation, colours)."""
         return shape_factors(indices, seed=self.seed, classes=self.classes, channels=self.channels,
-                             size_range=self.size_range)
+                             size_range=self.size_range, class_proportions=self.class_proportions)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         x, y = self.__getitems__([index])
@@ -350,6 +388,8 @@ class ShapesDataModule(GANDataModule):
         num_workers: int = 0,
         seed: int = 0,
         num_predict: int = 64,
+        class_proportions: list[float] | None = None,
+        balance_classes: bool = False,
     ) -> None:
         """
         Args:
@@ -362,14 +402,20 @@ class ShapesDataModule(GANDataModule):
             num_workers: DataLoader workers (0 is usually enough: a batch is rendered in milliseconds).
             seed: seed of the images (image i depends only on (seed, i)) and of the shuffles.
             num_predict: how many samples ``predict`` generates.
+            class_proportions: each class's share of the images, in the order of ``classes`` (normalized to sum
+                1; e.g. ``[0.05, 0.19, 0.19, 0.19, 0.19, 0.19]`` for a 5% circle class); None: equal shares.
+            balance_classes: training batches hold every class in equal shares (minority classes
+                oversampled; ``lightning_gan.data.base.ClassBalancedSampler``).
         """
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict,
+                         balance_classes=balance_classes)
         check_image_args(resolution, channels, num_samples)
         self.resolution = int(resolution)
         self.channels = int(channels)
         self.classes = _check_classes(classes)
         self.size_range = _check_size_range(size_range)
         self.num_samples = int(num_samples)
+        self.class_proportions = _check_proportions(class_proportions, len(self.classes))
         self.data_shape = (self.channels, self.resolution, self.resolution)
         self.num_classes = len(self.classes)
 
@@ -378,12 +424,13 @@ class ShapesDataModule(GANDataModule):
             self.train_dataset = ShapesDataset(
                 num_samples=self.num_samples, resolution=self.resolution, channels=self.channels,
                 classes=self.classes, size_range=self.size_range, seed=self.seed,
+                class_proportions=self.class_proportions,
             )
 
     def factors(self, indices: Sequence[int] | Tensor) -> ShapeFactors:
         """The factors of training images ``indices`` (for probes and classifiers trained on the factors)."""
         return shape_factors(indices, seed=self.seed, classes=self.classes, channels=self.channels,
-                             size_range=self.size_range)
+                             size_range=self.size_range, class_proportions=self.class_proportions)
 
     def default_metrics(self) -> list[Any]:
         """The shapes metrics (class coverage, reverse KL, Frechet distance of the shapes classifier)."""

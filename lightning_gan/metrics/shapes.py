@@ -52,7 +52,8 @@ From this histogram and the classifier's features:
   class ``j``; ``inf`` when no sample is recognizable (or a sample lands in a class ``q`` lacks).
 * ``shapes/accuracy`` (conditional generators with ``c_dim = K`` only): the share of all ``N`` generated
   samples whose predicted class ``argmax_k p(k | x)`` is their conditioning label (no confidence filter;
-  chance level is ``1/K``).
+  chance level is ``1/K``). With ``per_class_accuracy``, also ``shapes/accuracy/<class>``: the same share
+  among the samples conditioned on that class (``N / K`` each), e.g. a minority class's accuracy.
 * ``shapes/fd``: the Frechet distance ``|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2))`` between
   Gaussians fitted to the classifier's 128-d features of the real and the generated images (the same
   function as FID, ``lightning_gan.metrics.distances.frechet_distance``). Comparable only between runs with
@@ -714,11 +715,12 @@ class ShapesMetrics(GeneratorMetric):
         confidence: top class probability a sample needs to be recognizable (and counted).
         coverage_threshold: share of its fair ``1/K`` of the recognizable samples a class needs to be covered.
         cache_dir: folder for the classifier's cache (e.g. the run's folder); None: the user cache.
+        per_class_accuracy: also report ``shapes/accuracy/<class>`` for every class (conditional generators).
     """
 
     def __init__(self, *, num_samples: int = 10_000, num_real: int | None = None, seed: int = 0,
                  confidence: float = DEFAULT_CONFIDENCE, coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, per_class_accuracy: bool = False) -> None:
         self.num_samples = check_num_samples(type(self).__name__, num_samples)
         self.num_real = None if num_real is None else check_num_samples(type(self).__name__, num_real)
         self.seed = int(seed)
@@ -729,6 +731,7 @@ class ShapesMetrics(GeneratorMetric):
         self.confidence = float(confidence)
         self.coverage_threshold = float(coverage_threshold)
         self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self.per_class_accuracy = bool(per_class_accuracy)
         self._warned_labels = False
         self._judge: str | None = None
 
@@ -770,7 +773,12 @@ class ShapesMetrics(GeneratorMetric):
         }
         if fake.labels is not None:
             if generator.c_dim == k:
-                out["shapes/accuracy"] = float((fake.logits.argmax(1) == fake.labels.long()).double().mean())
+                right = fake.logits.argmax(1) == fake.labels.long()
+                out["shapes/accuracy"] = float(right.double().mean())
+                if self.per_class_accuracy:
+                    for label, name in enumerate(classifier.classes):
+                        rows = fake.labels.long() == label
+                        out[f"shapes/accuracy/{name}"] = float(right[rows].double().mean()) if rows.any() else math.nan
             elif not self._warned_labels:
                 self._warned_labels = True
                 warnings.warn(f"ShapesMetrics: the generator is conditional with c_dim={generator.c_dim}, but the data "

@@ -18,6 +18,9 @@ With ``r`` the new resolution, ``x`` an image [N, C, r, r] and ``0 <= alpha <= 1
   ``new`` itself at ``alpha = 1``: at the ends the other branch contributes nothing, not even rounding.
 - ``fade_resolutions(x, alpha) = fade(upsample_nearest(downsample_average(x)), x, alpha)``: real images
   at resolution ``r`` during the fade-in of stage ``r``.
+- ``downsample_to(x, r)`` / ``upsample_to(x, R)``: the 2x steps repeated down to / up to a side length;
+  ``real_images_at(x, r, alpha)``: full-resolution reals as D sees them at stage ``(r, alpha)``;
+  ``at_full_resolution(G)``: a growing generator seen at its full size (for metrics and sample grids).
 
 Growable networks (``lightning_gan.interfaces.GrowableGenerator`` / ``GrowableDiscriminator``) call these
 functions on their fade-in paths, and ``lightning_gan.testing.check_growable`` compares them with the same
@@ -30,7 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["downsample_average", "fade", "fade_resolutions", "upsample_nearest"]
+from lightning_gan.interfaces import Generator
+
+__all__ = ["FullResolutionGenerator", "at_full_resolution", "downsample_average", "downsample_to", "fade",
+           "fade_resolutions", "real_images_at", "upsample_nearest", "upsample_to"]
 
 
 def _check_image(x: Tensor, what: str) -> None:
@@ -86,3 +92,81 @@ def fade_resolutions(x: Tensor, alpha: float) -> Tensor:
     What the discriminator sees of the real images while the stage of resolution H fades in.
     """
     return fade(upsample_nearest(downsample_average(x)), x, alpha)
+
+
+def _halvings(size: int, resolution: int, what: str) -> int:
+    """How many times ``size`` halves to ``resolution`` (both powers-of-two multiples of each other)."""
+    size, resolution = int(size), int(resolution)
+    steps = 0
+    while size > resolution and size % 2 == 0:
+        size //= 2
+        steps += 1
+    if size != resolution:
+        raise ValueError(f"{what}: {resolution} is not the side length halved a whole number of times")
+    return steps
+
+
+def downsample_to(x: Tensor, resolution: int) -> Tensor:
+    """Square images [..., S, S] box-filtered to [..., r, r], ``S = r * 2**k``: ``downsample_average`` k times.
+
+    Each output pixel is the mean of its ``2**k x 2**k`` block (the box filter, anti-aliased in that it averages
+    every input pixel instead of picking one; ProGAN's lower resolutions are made the same way).
+    """
+    _check_image(x, "downsample_to")
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"downsample_to takes square images, got {x.shape[-2]}x{x.shape[-1]}")
+    for _ in range(_halvings(x.shape[-1], resolution, f"downsample_to from {x.shape[-1]}")):
+        x = downsample_average(x)
+    return x
+
+
+def upsample_to(x: Tensor, resolution: int) -> Tensor:
+    """Square images [..., r, r] enlarged to [..., R, R], ``R = r * 2**k``, pixels repeated (``upsample_nearest``)."""
+    _check_image(x, "upsample_to")
+    for _ in range(_halvings(resolution, x.shape[-1], f"upsample_to {resolution}")):
+        x = upsample_nearest(x)
+    return x
+
+
+def real_images_at(x: Tensor, resolution: int, alpha: float = 1.0) -> Tensor:
+    """Full-resolution real images as the discriminator sees them at stage ``(resolution, alpha)``.
+
+    ``downsample_to(x, resolution)``, and during a fade (``alpha < 1``) ``fade_resolutions`` of that: the
+    paper's interpolation between the two resolutions, matching the generator's own fade.
+    """
+    x = downsample_to(x, resolution)
+    return x if float(alpha) == 1.0 else fade_resolutions(x, alpha)
+
+
+class FullResolutionGenerator(Generator):
+    """A growable generator seen at its full resolution: its images enlarged by ``upsample_to`` (pixel repetition).
+
+    What metrics and sample grids draw from while a run grows, so that they always get full-size images: at stage
+    ``r`` the output is ``upsample_to(G(z, c), R)``, exactly what the grown generator makes at alpha 0 of every
+    later stage. ``sample_latents`` and the condition are the wrapped generator's; it is a submodule, so
+    ``.to``/``.eval``/parameters follow it.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        """
+        Args:
+            generator: a growable generator (``full_output_shape`` and ``output_shape`` [C, r, r]).
+        """
+        super().__init__(z_dim=generator.z_dim, c_dim=generator.c_dim,
+                         output_shape=tuple(generator.full_output_shape))
+        self.generator = generator
+
+    def sample_latents(self, n: int, *, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None) -> Tensor:
+        return self.generator.sample_latents(n, generator=generator, device=device)
+
+    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        return upsample_to(self.generator(z, c), self.output_shape[-1])
+
+
+def at_full_resolution(generator: Generator) -> Generator:
+    """``generator`` itself, or a ``FullResolutionGenerator`` view when it is growable and below its full size."""
+    full = getattr(generator, "full_output_shape", None)
+    if full is None or tuple(generator.output_shape) == tuple(full):
+        return generator
+    return FullResolutionGenerator(generator)

@@ -222,7 +222,8 @@ def test_every_shipped_recipe_builds_a_model_that_fits_its_data(name: str, tmp_p
     assert tuple(generator.output_shape) == expected
     c = None
     if generator.c_dim:
-        assert generator.c_dim == data.num_classes
+        if getattr(data, "path", None) != "REQUIRED":  # a folder recipe's classes come from the user's labels
+            assert generator.c_dim == data.num_classes
         c = torch.nn.functional.one_hot(torch.tensor([0, 1]), generator.c_dim).float()
     generator.eval()
     with torch.no_grad():

@@ -168,11 +168,9 @@ def test_version_lists_the_core_and_each_plugin_distribution(lightning_gan, fake
     lines = out.splitlines()
     assert lines[0] == f"lightning-gan {_pyproject_version(ROOT / 'pyproject.toml')}"
     plugins = [ln.strip() for ln in lines[1:] if ln.startswith("  plugin ")]
-    assert plugins == sorted([
-        "plugin acme-gan 2.5.1",
-        f"plugin lightning-gan-dcgan {_pyproject_version(ROOT / 'plugins/lightning-gan-dcgan/pyproject.toml')}",
-        f"plugin lightning-gan-stylegan2 {_pyproject_version(ROOT / 'plugins/lightning-gan-stylegan2/pyproject.toml')}",
-    ])
+    first_party = [f"plugin {p.parent.name} {_pyproject_version(p)}" for p in (ROOT / "plugins").glob("*/pyproject.toml")]
+    assert len(first_party) >= 2
+    assert plugins == sorted(["plugin acme-gan 2.5.1", *first_party])
     assert "not-a-plugin" not in out
     assert re.fullmatch(r"python \d+\.\d+\.\d+\S*, torch \S+, lightning \S+", lines[-1])
     # after other options, the parser's --version prints the same

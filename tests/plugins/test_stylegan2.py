@@ -65,7 +65,8 @@ def test_registered_names_and_config() -> None:
     config = StyleGAN2Architecture(resolution=16, **SMALL).config()
     assert config["class_path"] == "lightning_gan_stylegan2.networks.StyleGAN2Architecture"
     assert config["init_args"]["g_architecture"] == "skip" and config["init_args"]["style_mixing"] == 0.9
-    assert PathLength().config()["init_args"] == {"weight": 2.0, "interval": 4, "batch_shrink": 2, "decay": 0.01}
+    assert PathLength().config()["init_args"] == {"weight": 2.0, "interval": 4, "batch_shrink": 2, "decay": 0.01,
+                                                  "style_mixing": True, "detach_mean": False}
 
 
 @pytest.mark.parametrize("c_dim", [0, 3])
@@ -170,12 +171,16 @@ def test_fused_and_plain_modulated_conv_agree(up: int, kernel_size: int, demodul
     w = torch.randn(3, 4, dtype=torch.float64)
     fused, plain = layer(x, w, fused="fused"), layer(x, w, fused="plain")
     torch.testing.assert_close(fused, plain, rtol=1e-10, atol=1e-12)
-    # and against the definition: per-sample weights w'_oik = s_i w_oik / sqrt(sum_ik w'^2 + eps), one conv each
-    styles = layer.affine(w) * layer.weight_gain
+    # and against the definition: per-sample weights w'_oik = s_i w_oik / sqrt(sum_ik w'^2 + eps) with w the
+    # stored weight (its gain 1/sqrt(fan-in) cancels and must not scale eps), one conv each; without
+    # demodulation w'_oik = s_i w_oik / sqrt(fan-in)
+    styles = layer.affine(w)
     for n in range(3):
         wn = layer.weight * styles[n][None, :, None, None]
         if demodulate:
             wn = wn / (wn.square().sum([1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        else:
+            wn = wn * layer.weight_gain
         ref = conv2d_resample(x[n:n + 1], wn, f=resample_filter().double(), up=up)
         torch.testing.assert_close(plain[n:n + 1], ref, rtol=1e-10, atol=1e-12)
 
@@ -227,7 +232,7 @@ def test_ar1_noise_has_the_chosen_coefficient_and_unit_variance(phi: float) -> N
 def test_noise_modes_and_zero_initial_strength() -> None:
     torch.manual_seed(0)
     layer = SynthesisLayer(in_channels=4, out_channels=4, w_dim=4, resolution=8)
-    assert torch.equal(layer.noise.strength, torch.zeros(4))
+    assert torch.equal(layer.noise.strength, torch.zeros(()))  # one scalar per layer (StyleGAN2)
     with torch.no_grad():
         layer.noise.strength.fill_(1.0)
         x, w = torch.randn(2, 4, 8, 8), torch.randn(2, 4)
@@ -241,7 +246,7 @@ def test_noise_modes_and_zero_initial_strength() -> None:
 
 def test_noise_injection_adds_strength_times_map() -> None:
     torch.manual_seed(0)
-    layer = NoiseInjection(channels=3, resolution=4, phi=0.3)
+    layer = NoiseInjection(channels=3, resolution=4, phi=0.3, strength="channel")
     with torch.no_grad():
         layer.strength.copy_(torch.tensor([0.0, 1.0, -2.0]))
         x = torch.zeros(2, 3, 4, 4)
@@ -385,12 +390,12 @@ def test_ppl_in_w_space_jodi_and_generate_truncation_use_the_style_api() -> None
 def test_mix_styles_takes_a_suffix_from_the_second_latent() -> None:
     torch.manual_seed(0)
     ws, ws2 = torch.zeros(200, 6, 2), torch.ones(200, 6, 2)
-    mixed = mix_styles(ws, ws2, 1.0)[..., 0]  # [N, num_ws]: 0 before the crossover, 1 after
+    mixed = mix_styles(ws, ws2, 1.0, "sample")[..., 0]  # [N, num_ws]: 0 before the crossover, 1 after
     cut = (mixed == 0).sum(1)
     assert torch.equal(mixed, (torch.arange(6)[None] >= cut[:, None]).float())  # a prefix/suffix split
     assert set(cut.tolist()) == {1, 2, 3, 4, 5}  # crossover uniform over 1..num_ws-1
-    assert torch.equal(mix_styles(ws, ws2, 0.0), ws)
-    share = float((mix_styles(ws, ws2, 0.9)[:, -1, 0] == 1).float().mean())
+    assert torch.equal(mix_styles(ws, ws2, 0.0, "sample"), ws)
+    share = float((mix_styles(ws, ws2, 0.9, "sample")[:, -1, 0] == 1).float().mean())
     assert 0.8 < share < 0.97  # 200 samples at p = 0.9
 
 
@@ -524,7 +529,7 @@ def test_path_length_penalty_formula_and_running_mean() -> None:
 
     g = _LinearStyleGenerator()
     z = torch.randn(6, 3, dtype=torch.float64)
-    reg = PathLength(weight=2.0, batch_shrink=2, decay=0.25).double()
+    reg = PathLength(weight=2.0, batch_shrink=2, decay=0.25, style_mixing=False).double()
     inputs = PenaltyInputs(generator=g, discriminator=None, real=torch.zeros(12, 1, 4, 4), real_c=None,
                            latent_sampler=lambda n: (z[:n], None))
     torch.manual_seed(3)
@@ -593,7 +598,7 @@ def test_conditional_model_learns_the_class_colour_association(red_class: int) -
     torch.manual_seed(0)
     x, labels = _colour_by_class(2048, red_class, seed=0)
     spec = StyleGAN2Architecture(resolution=8, c_dim=2, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128,
-                                 channel_max=16)
+                                 channel_max=16, d_mapping_layers=2, d_mapping_lr_mul=1.0)  # 100 iterations only
     module = GANModule(architecture=spec, regularizers=[R1(gamma=0.1, interval=4)], metrics=[], ema_kimg=None,
                        g_optimizer=lambda p: torch.optim.Adam(p, lr=0.005, betas=(0.0, 0.99)),
                        d_optimizer=lambda p: torch.optim.Adam(p, lr=0.005, betas=(0.0, 0.99)))

@@ -432,6 +432,23 @@ def test_conditional_accuracy(classifier: ShapesClassifier, datamodule: ShapesDa
     assert chance == pytest.approx(1 / K, abs=0.05)  # binomial sd sqrt(1/6 * 5/6 / 1000) = 0.012
 
 
+def test_per_class_accuracy(classifier: ShapesClassifier, datamodule: ShapesDataModule, cache: Path,
+                            context: EvaluationContext) -> None:
+    """A generator that draws a square when asked for a circle: circle accuracy ~0, the others ~1, and the
+    overall accuracy is their mean weighted by the conditions' counts."""
+    metric = ShapesMetrics(num_samples=N, cache_dir=str(cache), per_class_accuracy=True)
+    wrong = RenderingGenerator(datamodule, c_dim=K)
+    wrong.forward = lambda z, c=None: RenderingGenerator.forward(  # type: ignore[method-assign]
+        wrong, z, torch.where(c.argmax(1, keepdim=True) == 0, torch.eye(K)[1].expand_as(c), c))
+    out = metric.compute(wrong, datamodule, context)
+    per_class = [out[f"shapes/accuracy/{name}"] for name in datamodule.classes]
+    assert per_class[0] < 0.03 and min(per_class[1:]) > 0.95
+    counts = torch.bincount(torch.arange(N) % K, minlength=K).tolist()  # conditions i % K
+    assert out["shapes/accuracy"] == pytest.approx(sum(a * n for a, n in zip(per_class, counts)) / N, abs=1e-9)
+    assert "shapes/accuracy/circle" not in ShapesMetrics(num_samples=N, cache_dir=str(cache)).compute(
+        wrong, datamodule, context)
+
+
 def test_conditional_generator_with_other_classes_warns(classifier: ShapesClassifier, datamodule: ShapesDataModule,
                                                         cache: Path, context: EvaluationContext) -> None:
     metric = ShapesMetrics(num_samples=200, cache_dir=str(cache))
@@ -442,10 +459,10 @@ def test_conditional_generator_with_other_classes_warns(classifier: ShapesClassi
 
 def test_config_round_trip(tmp_path: Path) -> None:
     metric = ShapesMetrics(num_samples=500, num_real=300, seed=3, confidence=0.7, coverage_threshold=0.2,
-                           cache_dir=str(tmp_path))
+                           cache_dir=str(tmp_path), per_class_accuracy=True)
     config = metric.config()
     assert config["init_args"] == {"num_samples": 500, "num_real": 300, "seed": 3, "confidence": 0.7,
-                                   "coverage_threshold": 0.2, "cache_dir": str(tmp_path)}
+                                   "coverage_threshold": 0.2, "cache_dir": str(tmp_path), "per_class_accuracy": True}
     assert ShapesMetrics(**config["init_args"]).config() == config
     with pytest.raises(ValueError, match="confidence"):
         ShapesMetrics(confidence=1.5)

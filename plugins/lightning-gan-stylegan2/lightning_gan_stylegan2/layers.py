@@ -12,10 +12,12 @@ The maths lives in small pure functions that the layer classes call:
   only the borders differ, by where the zero padding enters. The filtering is ``lightning_gan.ops``'
   ``upfirdn2d``, whose derivatives (also second ones, for R1 and path length) are again upfirdn2d calls.
 * ``modulated_conv2d``: styles ``s`` [N, I] scale the weight's input channels, ``w'_oik = s_i w_oik``,
-  and demodulation divides each output channel by ``sqrt(sum_{i,k} w'_oik^2 + 1e-8)``. Two equal
+  and demodulation divides each output channel by ``sqrt(sum_{i,k} w'_oik^2 + 1e-8)`` with ``w`` the stored
+  (unit-variance) weight: the equalized-lr gain 1/sqrt(fan-in) cancels in the quotient and does not scale the
+  epsilon (``ModulatedConv2d`` carries the gain on the styles and passes ``eps * gain^2``). Two equal
   evaluations: ``fused`` materializes the per-sample weights [N, O, I, k, k] and runs one grouped
   convolution; ``plain`` scales the input activations by ``s``, convolves with the shared weight and
-  scales the outputs by the demodulation coefficients ``d = rsqrt(s^2 @ sum_k(w^2)^T + 1e-8)``, which
+  scales the outputs by the demodulation coefficients ``d = rsqrt(s^2 @ sum_k(w^2)^T + eps)``, which
   never builds per-sample weights (cheaper on CPU, see DESIGN.md).
 * ``ar1_noise``: spatially correlated noise, a separable AR(1) process with stationary unit variance.
 * ``minibatch_stddev``: the minibatch standard deviation feature of the discriminator.
@@ -37,6 +39,7 @@ from torch import Tensor, nn
 from lightning_gan.ops import binomial_filter, downsample2d, upfirdn2d, upsample2d
 
 __all__ = [
+    "DEMOD_EPS",
     "LRELU_GAIN",
     "LRELU_SLOPE",
     "Activation",
@@ -47,6 +50,7 @@ __all__ = [
     "ModulatedConv2d",
     "NoiseInjection",
     "NoiseMode",
+    "NoiseStrength",
     "ToRGB",
     "ar1_matrix",
     "ar1_noise",
@@ -62,9 +66,11 @@ __all__ = [
 Activation = Literal["linear", "lrelu"]
 NoiseMode = Literal["random", "const", "none"]
 FusedMode = Literal["auto", "fused", "plain"]
+NoiseStrength = Literal["layer", "channel"]
 _ACTIVATIONS = ("linear", "lrelu")
 NOISE_MODES = ("random", "const", "none")
 FUSED_MODES = ("auto", "fused", "plain")
+NOISE_STRENGTHS = ("layer", "channel")
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 DEMOD_EPS = 1e-8
@@ -165,19 +171,20 @@ def demodulation_coefficients(weight: Tensor, styles: Tensor, eps: float = DEMOD
 
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool = True, up: int = 1,
-                     f: Tensor | None = None, fused: bool = False) -> Tensor:
+                     f: Tensor | None = None, fused: bool = False, eps: float = DEMOD_EPS) -> Tensor:
     """Modulated (and demodulated) convolution of ``x`` [N, I, H, W] with ``weight`` [O, I, k, k].
 
     ``w'_noik = s_ni * w_oik``; with ``demodulate`` each output channel is divided by
-    ``sqrt(sum_{i,k} w'_noik^2 + 1e-8)``. ``fused`` runs one grouped convolution with per-sample weights,
+    ``sqrt(sum_{i,k} w'_noik^2 + eps)``. ``fused`` runs one grouped convolution with per-sample weights,
     otherwise the plain path scales activations instead; both give the same result.
     """
-    y, scale = _modulated_conv2d_unscaled(x, weight, styles, demodulate=demodulate, up=up, f=f, fused=fused)
+    y, scale = _modulated_conv2d_unscaled(x, weight, styles, demodulate=demodulate, up=up, f=f, fused=fused,
+                                          eps=eps)
     return y if scale is None else y * scale.to(y.dtype)[:, :, None, None]
 
 
 def _modulated_conv2d_unscaled(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: int,
-                               f: Tensor | None, fused: bool) -> tuple[Tensor, Tensor | None]:
+                               f: Tensor | None, fused: bool, eps: float = DEMOD_EPS) -> tuple[Tensor, Tensor | None]:
     """``(y, d)`` with ``modulated_conv2d(...) == y * d[:, :, None, None]``; ``d`` is None when already applied.
 
     The plain path leaves the per-(sample, channel) demodulation to the caller, which folds it into its
@@ -188,7 +195,7 @@ def _modulated_conv2d_unscaled(x: Tensor, weight: Tensor, styles: Tensor, *, dem
     if fused:
         w = weight.unsqueeze(0) * styles.to(weight.dtype)[:, None, :, None, None]  # [N, O, I, k, k]
         if demodulate:
-            w = w * (w.square().sum([2, 3, 4]) + DEMOD_EPS).rsqrt()[:, :, None, None, None]
+            w = w * (w.square().sum([2, 3, 4]) + eps).rsqrt()[:, :, None, None, None]
         w = w.to(x.dtype)
         if kh == 1 and kw == 1 and up == 1:  # a batched matmul, in whichever layout x is stored
             if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
@@ -199,7 +206,7 @@ def _modulated_conv2d_unscaled(x: Tensor, weight: Tensor, styles: Tensor, *, dem
         y = conv2d_resample(x.reshape(1, n * i, *x.shape[2:]), w.reshape(n * o, i, kh, kw), f=f, up=up, groups=n)
         return y.reshape(n, o, *y.shape[2:]), None
     y = conv2d_resample(x * styles.to(x.dtype)[:, :, None, None], weight.to(x.dtype), f=f, up=up)
-    return y, (demodulation_coefficients(weight, styles) if demodulate else None)
+    return y, (demodulation_coefficients(weight, styles, eps) if demodulate else None)
 
 
 def ar1_matrix(length: int, phi: float, *, dtype: torch.dtype = torch.float32,
@@ -352,7 +359,9 @@ class EqualConv2d(nn.Module):
 class ModulatedConv2d(nn.Module):
     """Style-modulated convolution: styles ``s = affine(w)`` (bias init 1) scale the weight's input channels.
 
-    ``forward(x, w)`` = ``modulated_conv2d(x, W / sqrt(I k^2), affine(w), demodulate, up)``; ``fused`` picks
+    ``forward(x, w)`` = ``modulated_conv2d(x, W, affine(w), up=up)`` with demodulation (the stored weight W,
+    whose gain 1/sqrt(I k^2) cancels) and ``modulated_conv2d(x, W / sqrt(I k^2), affine(w), demodulate=False)``
+    without; ``fused`` picks
     the evaluation: "fused" (grouped conv with per-sample weights), "plain" (scale activations) or "auto"
     (fused only for 1x1 convs whose per-sample weights [O, I] are smaller than a map, e.g. ToRGB, where it is
     one batched matmul; plain otherwise, which is faster on CPU and keeps channels_last).
@@ -390,8 +399,10 @@ class ModulatedConv2d(nn.Module):
     def forward_unscaled(self, x: Tensor, w: Tensor, fused: FusedMode | None = None) -> tuple[Tensor, Tensor | None]:
         """``(y, d)``: the output is ``y * d[:, :, None, None]`` (``d`` [N, O]; None when already applied)."""
         styles = self.affine(w) * self.weight_gain  # [N, I]; the weight gain rides on the styles
+        # sum (g s w)^2 + g^2 eps = g^2 (sum (s w)^2 + eps): the epsilon of the formula on the stored weight's scale
         return _modulated_conv2d_unscaled(x, self.weight, styles, demodulate=self.demodulate, up=self.up,
-                                          f=self.resample_filter, fused=self.use_fused(x, fused))
+                                          f=self.resample_filter, fused=self.use_fused(x, fused),
+                                          eps=DEMOD_EPS * self.weight_gain ** 2)
 
     def forward(self, x: Tensor, w: Tensor, fused: FusedMode | None = None) -> Tensor:
         y, d = self.forward_unscaled(x, w, fused)
@@ -403,24 +414,48 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Per-pixel noise maps [N, 1, R, R], added to every channel with a learned per-channel strength (init 0).
+    """Per-pixel noise maps [N, 1, R, R], added to every channel times a learned strength (init 0).
+
+    The strength is one scalar per layer (StyleGAN2, ``strength="layer"``) or one per channel
+    (StyleGAN1's wording, ``strength="channel"``). A state dict whose strength has the other shape (e.g. a
+    checkpoint written before the scalar became the default) is loaded as it is: the layer adopts the saved
+    shape, so old checkpoints keep their per-channel strengths and behave as they were trained.
 
     Modes: "random" draws fresh maps from torch's global RNG; "const" uses a fixed map drawn at
     construction (a buffer, saved with the weights); "none" adds nothing. ``phi != 0`` makes the maps
     spatially correlated (separable AR(1), see ``ar1_noise``).
     """
 
-    def __init__(self, *, channels: int, resolution: int, phi: float = 0.0) -> None:
+    def __init__(self, *, channels: int, resolution: int, phi: float = 0.0, strength: NoiseStrength = "layer") -> None:
         """
         Args:
             channels: channels C of the feature map the noise is added to.
             resolution: side R of the noise maps.
             phi: AR(1) coefficient of the spatial correlation; 0 = i.i.d. per-pixel noise.
+            strength: "layer" (one scalar, StyleGAN2) or "channel" (one per channel, [C]).
         """
         super().__init__()
+        if strength not in NOISE_STRENGTHS:
+            raise ValueError(f"noise strength must be one of {NOISE_STRENGTHS}, got {strength!r}")
         self.channels, self.resolution, self.phi = int(channels), int(resolution), float(phi)
-        self.strength = nn.Parameter(torch.zeros(channels))  # [C]
+        self.strength = nn.Parameter(torch.zeros(channels) if strength == "channel" else torch.zeros(()))  # [C] or []
         self.register_buffer("noise_const", ar1_noise(1, resolution, resolution, self.phi))  # [1, 1, R, R]
+
+    @property
+    def strength_mode(self) -> NoiseStrength:
+        """"layer" (a scalar strength) or "channel" (one per channel)."""
+        return "channel" if self.strength.dim() == 1 else "layer"
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:  # noqa: ANN001 (torch's hook signature)
+        saved = state_dict.get(prefix + "strength")
+        if saved is not None and saved.dim() != self.strength.dim() and saved.numel() in (1, self.channels):
+            # the other strength mode: adopt the saved shape (before any optimizer holds the parameter)
+            self.strength = nn.Parameter(torch.zeros(saved.shape, dtype=self.strength.dtype,
+                                                     device=self.strength.device),
+                                         requires_grad=self.strength.requires_grad)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def noise(self, n: int, mode: NoiseMode, like: Tensor) -> Tensor | None:
         """The noise maps [n, 1, R, R] (or [1, 1, R, R] for "const") for ``mode``; None for "none"."""
@@ -439,7 +474,8 @@ class NoiseInjection(nn.Module):
         return torch.addcmul(x, noise, self.strength.to(x.dtype).view(1, -1, 1, 1))
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, resolution={self.resolution}, phi={self.phi}"
+        return (f"channels={self.channels}, resolution={self.resolution}, phi={self.phi}, "
+                f"strength={self.strength_mode!r}")
 
 
 class ToRGB(nn.Module):

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_gan.ops import upsample2d
+from lightning_gan.ops.growth import fade, upsample_nearest
 from lightning_gan_stylegan2.layers import (
     FUSED_MODES,
     LRELU_GAIN,
@@ -45,6 +46,7 @@ from lightning_gan_stylegan2.layers import (
     ModulatedConv2d,
     NoiseInjection,
     NoiseMode,
+    NoiseStrength,
     ToRGB,
     resample_filter,
 )
@@ -91,7 +93,8 @@ class SynthesisLayer(nn.Module):
 
     def __init__(self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, use_noise: bool = True, noise_phi: float = 0.0, gain: float = 1.0,
-                 conv_clamp: float | None = None, fused: FusedMode = "auto") -> None:
+                 conv_clamp: float | None = None, fused: FusedMode = "auto",
+                 noise_strength: NoiseStrength = "layer") -> None:
         """
         Args:
             in_channels: input channels.
@@ -105,12 +108,14 @@ class SynthesisLayer(nn.Module):
             gain: extra output gain (sqrt(1/2) on a residual branch).
             conv_clamp: clamp the output to [-conv_clamp * gain, conv_clamp * gain]; None = no clamp.
             fused: evaluation of the modulated conv ("auto", "fused", "plain").
+            noise_strength: the noise's learned strength: "layer" (one scalar, StyleGAN2) or "channel".
         """
         super().__init__()
         self.resolution, self.gain, self.conv_clamp = int(resolution), float(gain), conv_clamp
         self.conv = ModulatedConv2d(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                                     w_dim=w_dim, up=up, fused=fused)
-        self.noise = NoiseInjection(channels=out_channels, resolution=resolution, phi=noise_phi) if use_noise else None
+        self.noise = (NoiseInjection(channels=out_channels, resolution=resolution, phi=noise_phi,
+                                     strength=noise_strength) if use_noise else None)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random",
@@ -145,7 +150,8 @@ class SynthesisBlock(nn.Module):
     def __init__(self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: SynthesisArchitecture = "skip", use_fp16: bool = False,
                  conv_clamp: float | None = None, noise_phi: float = 0.0, fused: FusedMode = "auto",
-                 channels_last: bool = True, synthesis_input: SynthesisInput = "const", rgb_gain: float = 1.0) -> None:
+                 channels_last: bool = True, synthesis_input: SynthesisInput = "const", rgb_gain: float = 1.0,
+                 noise_strength: NoiseStrength = "layer") -> None:
         """
         Args:
             in_channels: channels of the previous block's output; 0 for the first (4x4 input) block.
@@ -163,6 +169,7 @@ class SynthesisBlock(nn.Module):
             synthesis_input: the first block's 4x4 input: "const" (learned constant, the paper) or "linear"
                 (an equalized-lr linear map of the block's w, unit variance at init).
             rgb_gain: factor on this block's ToRGB output (see ``SynthesisNetwork``'s ``low_res_rgb_gain``).
+            noise_strength: the noise strengths: "layer" (one scalar per layer, StyleGAN2) or "channel".
         """
         super().__init__()
         if not rgb_gain > 0:
@@ -174,7 +181,8 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels, self.resolution = int(in_channels), int(out_channels), int(resolution)
         self.architecture, self.is_last, self.use_fp16 = architecture, bool(is_last), bool(use_fp16)
         self.channels_last, self.rgb_gain = bool(channels_last), float(rgb_gain)
-        layer = dict(w_dim=w_dim, resolution=resolution, noise_phi=noise_phi, conv_clamp=conv_clamp, fused=fused)
+        layer = dict(w_dim=w_dim, resolution=resolution, noise_phi=noise_phi, conv_clamp=conv_clamp, fused=fused,
+                     noise_strength=noise_strength)
         residual = architecture == "resnet" and in_channels > 0
         if in_channels == 0:
             if resolution != 4:
@@ -239,7 +247,7 @@ class SynthesisNetwork(nn.Module):
                  channel_max: int = 512, architecture: SynthesisArchitecture = "skip", num_fp16_res: int = 0,
                  conv_clamp: float | None = None, noise_phi: float = 0.0, fused: FusedMode = "auto",
                  channels_last: bool = True, synthesis_input: SynthesisInput = "const",
-                 low_res_rgb_gain: float = 1.0) -> None:
+                 low_res_rgb_gain: float = 1.0, noise_strength: NoiseStrength = "layer") -> None:
         """
         Args:
             w_dim: size of w.
@@ -257,6 +265,7 @@ class SynthesisNetwork(nn.Module):
             low_res_rgb_gain: ``skip`` only: factor on the ToRGB outputs of every block below the output
                 resolution (1 = the paper). The summed low-resolution images move the whole picture at once;
                 0.1 keeps the skip generator training on grey shapes, where with 1 it collapses (README).
+            noise_strength: the noise strengths: "layer" (one scalar per layer, StyleGAN2) or "channel".
         """
         super().__init__()
         if not low_res_rgb_gain > 0:
@@ -280,24 +289,39 @@ class SynthesisNetwork(nn.Module):
                                          img_channels=img_channels, is_last=res == resolution,
                                          architecture=architecture, use_fp16=res in fp16, conv_clamp=conv_clamp,
                                          noise_phi=noise_phi, fused=fused, channels_last=channels_last,
-                                         synthesis_input=synthesis_input,
+                                         synthesis_input=synthesis_input, noise_strength=noise_strength,
                                          rgb_gain=1.0 if res == resolution else low_res_rgb_gain))
             in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.num_ws = sum(b.num_conv for b in blocks) + 1
 
     def forward(self, ws: Tensor, noise_mode: NoiseMode = "random", force_fp32: bool = False,
-                fused: FusedMode | None = None) -> Tensor:
+                fused: FusedMode | None = None, growth: tuple[int, float] | None = None) -> Tensor:
+        """Images [N, C, R, R]; with ``growth = (k, alpha)`` (``skip`` only) the images of growth stage k.
+
+        Stage k runs the blocks up to the k-th (side ``4 * 2^k``); for k > 0 its image is
+        ``fade(upsample_nearest(img_{k-1}), img_k, alpha)`` (``lightning_gan.ops.growth``), ``img_{k-1}`` the
+        image the blocks below produce and ``img_k = upsample2d(img_{k-1}) + rgb_gain * ToRGB_k(x_k)`` the
+        usual skip output: alpha fades in the highest block's contribution (and the FIR upsampling of the lower
+        image), and at alpha = 0 the output is exactly the previous stage's, pixels repeated 2x2.
+        """
         if ws.dim() == 2:
             ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1)  # one w for every layer
         if ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"synthesis expects ws [N, {self.num_ws}, {self.w_dim}] or w [N, {self.w_dim}], "
                              f"got {list(ws.shape)}")
-        x = img = None
+        stage = len(self.blocks) - 1 if growth is None else int(growth[0])
+        if growth is not None and self.architecture != "skip":
+            raise ValueError(f"only the skip synthesis network grows (growth={growth}), this one is "
+                             f"{self.architecture!r}")
+        x = img = previous = None
         idx = 0
-        for block in self.blocks:
+        for block in self.blocks[:stage + 1]:
+            previous = img  # the lower stage's image (the block upsamples it into a new tensor)
             x, img = block(x, img, ws[:, idx:idx + block.num_conv + 1], noise_mode, force_fp32, fused)
             idx += block.num_conv
+        if growth is not None and stage > 0 and growth[1] != 1.0:
+            img = fade(upsample_nearest(previous), img, growth[1])  # [N, img_channels, r, r]
         return img.contiguous()  # [N, img_channels, R, R]
 
     def extra_repr(self) -> str:

@@ -1,0 +1,1 @@
+"""BigGAN for lightning-gan (Brock et al. 2019): registered as the ``biggan`` architecture through an entry point."""
