@@ -17,6 +17,7 @@ only. Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/stylegan2_step.py [--iterations 16] [--warmup 3] [--repeats 2]
     python benchmarks/stylegan2_step.py --phases   # per-phase milliseconds of the bare loop
+    python benchmarks/stylegan2_step.py --profile  # milliseconds per iteration by kind of work
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from lightning_gan.data.shapes import ShapesDataModule
 from lightning_gan.ema import ema_beta, update_ema
@@ -124,8 +126,11 @@ def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, itera
     D.train()
     G_ema = copy.deepcopy(G).requires_grad_(False)
     d_ratio, g_ratio = R1_INTERVAL / (R1_INTERVAL + 1), PL_INTERVAL / (PL_INTERVAL + 1)
-    opt_d = torch.optim.Adam(D.parameters(), lr=LR * d_ratio, betas=tuple(b ** d_ratio for b in BETAS), eps=1e-8)
-    opt_g = torch.optim.Adam(G.parameters(), lr=LR * g_ratio, betas=tuple(b ** g_ratio for b in BETAS), eps=1e-8)
+    # fused Adam, as GANModule's default optimizer
+    opt_d = torch.optim.Adam(D.parameters(), lr=LR * d_ratio, betas=tuple(b ** d_ratio for b in BETAS), eps=1e-8,
+                             fused=True)
+    opt_g = torch.optim.Adam(G.parameters(), lr=LR * g_ratio, betas=tuple(b ** g_ratio for b in BETAS), eps=1e-8,
+                             fused=True)
     latent_rng = torch.Generator().manual_seed(seed * 7919)
     pl_mean = torch.zeros(())
     images_seen, stamps, phase_seconds = 0, [], 0.0
@@ -177,12 +182,72 @@ def run_bare(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, itera
             pl_mean = pl_mean.lerp(lengths.detach().mean(), PL_DECAY)
             step(opt_g, (lengths - pl_mean).square().mean() * (PL_WEIGHT * PL_INTERVAL))
             t = mark("Greg", t)
-        update_ema(G_ema, G, ema_beta(n, images_seen, EMA_KIMG, EMA_RAMPUP))
+        with record_function("EMA"):
+            update_ema(G_ema, G, ema_beta(n, images_seen, EMA_KIMG, EMA_RAMPUP))
         images_seen += n
         t = mark("EMA", t)
         if it + 1 >= warmup:  # the same stamps as the GANModule clock: after iterations warmup-1 .. end
             stamps.append((t, time.process_time()))
     return Rates(stamps, phase_seconds, batch_size)
+
+
+_CONV_OPS = ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_convolution",
+             "aten::convolution_overrideable", "aten::slow_conv_transpose2d")
+
+
+def _category(event) -> str:  # noqa: ANN001 (a profiler event)
+    """Where an op's own time goes: convolutions, FIR filtering (upfirdn2d and its derivatives, whichever
+    primitive runs it), the optimizer, the EMA update, or everything else (elementwise, reductions, copies)."""
+    names, parent = [], event.cpu_parent
+    while parent is not None:
+        names.append(parent.name)
+        parent = parent.cpu_parent
+    if any(n.startswith("_UpFirDn2d") for n in names):
+        return "FIR filters (upfirdn2d, its derivatives)"
+    if any(n.startswith("Optimizer.step") for n in names) or event.name.startswith("Optimizer.step"):
+        return "optimizer (Adam)"
+    if "EMA" in names:
+        return "EMA update"
+    if event.name in _CONV_OPS:
+        return "convolutions (3x3, 1x1, transposed)"
+    return "elementwise, reductions, copies, other"
+
+
+def profile_iteration(spec: StyleGAN2Architecture, *, batch_size: int, warmup: int, iterations: int) -> None:
+    """Milliseconds per iteration of the bare loop by category (torch.profiler, each op's own time), the
+    convolutions' throughput against a large matmul's, and the ceiling if everything but them vanished."""
+    run_bare(spec, batch_size=batch_size, warmup=0, iterations=max(warmup, 2), seed=0)  # warm the allocator
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        run_bare(spec, batch_size=batch_size, warmup=0, iterations=iterations, seed=0)
+        whole = 1000 * (time.perf_counter() - t) / iterations
+    totals: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        if event.name.startswith("aten::") or event.name.startswith("Optimizer.step"):
+            totals[_category(event)] += event.self_cpu_time_total / 1000 / iterations
+    print(f"bare loop under the profiler: {whole:.0f} ms/iteration ({1000 * batch_size / whole:.2f} img/s), "
+          f"{iterations} iterations (lazy R1 once, path length every 4th)")
+    for name, ms in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:42s} {ms:7.1f} ms/iteration  {100 * ms / whole:5.1f}%")
+    conv = totals["convolutions (3x3, 1x1, transposed)"]
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    peak = 5 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
+    x = torch.randn(batch_size, 128, 32, 32).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3).contiguous(memory_format=torch.channels_last)
+    for _ in range(3):
+        F.conv2d(x, w, padding=1)
+    t = time.perf_counter()
+    for _ in range(5):
+        F.conv2d(x, w, padding=1)
+    conv_rate = 5 * 2 * x.shape[0] * 128 * 128 * 9 * 32 * 32 / (time.perf_counter() - t) / 1e9
+    print(f"a 2048x2048 matmul runs at {peak:.0f} GFLOP/s, the 128->128 3x3 convolution at 32x32 at {conv_rate:.0f}: "
+          f"the convolutions are compute-bound; without everything else the iteration would be "
+          f"{whole / conv:.2f}x as fast (the ceiling of CPU work on this code's FLOPs)")
 
 
 def main() -> None:
@@ -194,6 +259,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--phases", action="store_true", help="only the bare loop, with per-phase milliseconds")
     parser.add_argument("--no-channels-last", action="store_true", help="NCHW feature maps")
+    parser.add_argument("--profile", action="store_true",
+                        help="only the bare loop under torch.profiler: milliseconds per iteration by category")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" banners
@@ -203,6 +270,9 @@ def main() -> None:
           f"{args.iterations} timed iterations after {args.warmup} warm-up, float32, CPU")
     print(f"architecture: {spec!r}")
     kw = dict(batch_size=args.batch_size, warmup=args.warmup, iterations=args.iterations, seed=0)
+    if args.profile:
+        profile_iteration(spec, batch_size=args.batch_size, warmup=args.warmup, iterations=args.iterations)
+        return
     if args.phases:
         phases: dict[str, list[float]] = defaultdict(list)
         rate = run_bare(spec, phases=phases, **kw)

@@ -1,5 +1,7 @@
-"""Pure-PyTorch ops shared by plugins: ``upfirdn2d`` resampling, FIR filter design, progressive-growing fades."""
+"""Pure-PyTorch ops shared by plugins: ``upfirdn2d`` resampling, FIR filter design, progressive-growing fades,
+convolutions with fast second derivatives."""
 
+from lightning_gan.ops.conv import conv2d, conv_transpose2d
 from lightning_gan.ops.filters import (
     binomial_filter,
     kaiser_atten,
@@ -13,6 +15,8 @@ from lightning_gan.ops.upfirdn2d import downsample2d, filter2d, upfirdn2d, upsam
 
 __all__ = [
     "binomial_filter",
+    "conv2d",
+    "conv_transpose2d",
     "downsample2d",
     "downsample_average",
     "fade",

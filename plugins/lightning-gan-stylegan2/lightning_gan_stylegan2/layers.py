@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_gan.ops import binomial_filter, downsample2d, upfirdn2d, upsample2d
+from lightning_gan.ops import binomial_filter, conv2d, conv_transpose2d, downsample2d, upfirdn2d, upsample2d
 
 __all__ = [
     "DEMOD_EPS",
@@ -118,10 +118,17 @@ def bias_act(x: Tensor, b: Tensor | None = None, *, activation: Activation = "li
 
 
 def _transpose_weight(weight: Tensor, groups: int) -> Tensor:
-    """[O, I/g, k, k] correlation weight -> [I, O/g, k, k] flipped, for ``conv_transpose2d``."""
+    """[O, I/g, k, k] correlation weight -> [I, O/g, k, k] flipped, for ``conv_transpose2d``.
+
+    The flip of a transposed view, in the weight's own memory format.
+    """
     o, ig, kh, kw = weight.shape
-    w = weight.reshape(groups, o // groups, ig, kh, kw).transpose(1, 2).reshape(groups * ig, o // groups, kh, kw)
-    return w.flip([2, 3])
+    if groups == 1:
+        w = weight.transpose(0, 1)
+    else:
+        w = weight.reshape(groups, o // groups, ig, kh, kw).transpose(1, 2).reshape(groups * ig, o // groups, kh, kw)
+    fmt = torch.channels_last if _is_channels_last(weight) else torch.contiguous_format
+    return w.flip([2, 3]).contiguous(memory_format=fmt)
 
 
 def conv2d_resample(x: Tensor, weight: Tensor, *, f: Tensor | None = None, up: int = 1, down: int = 1,
@@ -140,28 +147,28 @@ def conv2d_resample(x: Tensor, weight: Tensor, *, f: Tensor | None = None, up: i
     if up not in (1, 2) or down not in (1, 2) or (up == 2 and down == 2):
         raise ValueError(f"conv2d_resample supports up=2 or down=2 (or neither), got up={up}, down={down}")
     if up == 1 and down == 1:
-        return F.conv2d(x, weight, bias, padding=p, groups=groups)
+        return conv2d(x, weight, bias, padding=p, groups=groups)
     if f is None:
         raise ValueError("resampling needs the FIR filter f")
     fw = f.shape[-1]
     if up == 2:
         if k == 1 and groups == 1:  # a 1x1 conv commutes with the filter: run it where it is cheaper
             if weight.shape[0] <= weight.shape[1]:
-                x = upsample2d(F.conv2d(x, weight), f)
+                x = upsample2d(conv2d(x, weight), f)
             else:
-                x = F.conv2d(upsample2d(x, f), weight)
+                x = conv2d(upsample2d(x, f), weight)
         else:
             # conv_transpose2d = zero insertion (length 2H-1) + "same" conv, extended by p on both sides
-            x = F.conv_transpose2d(x, _transpose_weight(weight, groups), stride=2, groups=groups)
+            x = conv_transpose2d(x, _transpose_weight(weight, groups), stride=2, groups=groups)
             pad0, pad1 = (fw + 1) // 2 - p, fw // 2 - p
             x = upfirdn2d(x, f, padding=[pad0, pad1, pad0, pad1], gain=4.0)
         return x if bias is None else x + bias.to(x.dtype).view(1, -1, 1, 1)
     # down == 2
     if k == 1:
-        return F.conv2d(downsample2d(x, f), weight, bias, groups=groups)
+        return conv2d(downsample2d(x, f), weight, bias, groups=groups)
     pad0, pad1 = (fw - 1) // 2 + p, (fw - 2) // 2 + p
     x = upfirdn2d(x, f, padding=[pad0, pad1, pad0, pad1])
-    return F.conv2d(x, weight, bias, stride=2, groups=groups)
+    return conv2d(x, weight, bias, stride=2, groups=groups)
 
 
 def demodulation_coefficients(weight: Tensor, styles: Tensor, eps: float = DEMOD_EPS) -> Tensor:
@@ -199,9 +206,9 @@ def _modulated_conv2d_unscaled(x: Tensor, weight: Tensor, styles: Tensor, *, dem
         w = w.to(x.dtype)
         if kh == 1 and kw == 1 and up == 1:  # a batched matmul, in whichever layout x is stored
             if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-                y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, -1, i), w.view(n, o, i).transpose(1, 2))
+                y = torch.bmm(x.permute(0, 2, 3, 1).reshape(n, -1, i), w.reshape(n, o, i).transpose(1, 2))
                 return y.view(n, x.shape[2], x.shape[3], o).permute(0, 3, 1, 2), None
-            y = torch.bmm(w.view(n, o, i), x.reshape(n, i, -1))
+            y = torch.bmm(w.reshape(n, o, i), x.reshape(n, i, -1))
             return y.view(n, o, x.shape[2], x.shape[3]), None
         y = conv2d_resample(x.reshape(1, n * i, *x.shape[2:]), w.reshape(n * o, i, kh, kw), f=f, up=up, groups=n)
         return y.reshape(n, o, *y.shape[2:]), None
@@ -293,14 +300,20 @@ class EqualLinear(nn.Module):
         self.bias_gain = lr_mul
 
     def forward(self, x: Tensor) -> Tensor:  # [N, I] -> [N, O]
-        w = (self.weight * self.weight_gain).to(x.dtype)
+        # The gain (times sqrt(2) for lrelu: lrelu(a) g = lrelu(a g)) multiplies whichever operand is smaller:
+        # (x g) W^T = x (W g)^T, and a batch of a few latents is far smaller than a 512 x 512 weight.
+        gain = self.weight_gain * (LRELU_GAIN if self.activation == "lrelu" else 1.0)
+        if x.dtype == self.weight.dtype and x.numel() < self.weight.numel():
+            x, w = x * gain, self.weight
+        else:
+            w = (self.weight * gain).to(x.dtype)
+        bias_gain = self.bias_gain * (LRELU_GAIN if self.activation == "lrelu" else 1.0)
+        b = None if self.bias is None else (self.bias * bias_gain).to(x.dtype)
         if self.activation == "linear":
-            if self.bias is None:
+            if b is None:
                 return F.linear(x, w)
-            return torch.addmm((self.bias * self.bias_gain).to(x.dtype).unsqueeze(0), x, w.t())
-        b = None if self.bias is None else (self.bias * (self.bias_gain * LRELU_GAIN)).to(x.dtype)
-        x = F.linear(x, w * LRELU_GAIN, b)
-        return F.leaky_relu_(x, LRELU_SLOPE)
+            return torch.addmm(b.unsqueeze(0), x, w.t()) if x.dim() == 2 else F.linear(x, w, b)
+        return F.leaky_relu_(F.linear(x, w, b), LRELU_SLOPE)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
