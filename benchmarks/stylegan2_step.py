@@ -230,24 +230,24 @@ def profile_iteration(spec: StyleGAN2Architecture, *, batch_size: int, warmup: i
     for name, ms in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {name:42s} {ms:7.1f} ms/iteration  {100 * ms / whole:5.1f}%")
     conv = totals["convolutions (3x3, 1x1, transposed)"]
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    for _ in range(3):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    peak = 5 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
+    a = torch.randn(2048, 2048)
     x = torch.randn(batch_size, 128, 32, 32).contiguous(memory_format=torch.channels_last)
     w = torch.randn(128, 128, 3, 3).contiguous(memory_format=torch.channels_last)
+    peak = _gflops(lambda: a @ a, 2 * 2048 ** 3)
+    conv_rate = _gflops(lambda: F.conv2d(x, w, padding=1), 2 * batch_size * 128 * 128 * 9 * 32 * 32)
+    print(f"a 2048x2048 matmul runs at {peak:.0f} GFLOP/s, the 128->128 3x3 convolution at 32x32 at {conv_rate:.0f} "
+          f"({100 * conv_rate / peak:.0f}%); without everything but the convolutions the iteration would be "
+          f"{whole / conv:.2f}x as fast (the ceiling of CPU work on these FLOPs)")
+
+
+def _gflops(fn, flops: float, repeats: int = 5) -> float:  # noqa: ANN001
+    """GFLOP/s of ``fn`` (``flops`` per call), after 3 untimed calls."""
     for _ in range(3):
-        F.conv2d(x, w, padding=1)
+        fn()
     t = time.perf_counter()
-    for _ in range(5):
-        F.conv2d(x, w, padding=1)
-    conv_rate = 5 * 2 * x.shape[0] * 128 * 128 * 9 * 32 * 32 / (time.perf_counter() - t) / 1e9
-    print(f"a 2048x2048 matmul runs at {peak:.0f} GFLOP/s, the 128->128 3x3 convolution at 32x32 at {conv_rate:.0f}: "
-          f"the convolutions are compute-bound; without everything else the iteration would be "
-          f"{whole / conv:.2f}x as fast (the ceiling of CPU work on this code's FLOPs)")
+    for _ in range(repeats):
+        fn()
+    return repeats * flops / (time.perf_counter() - t) / 1e9
 
 
 def main() -> None:
