@@ -344,6 +344,11 @@ class _GrowthStage(nn.Module):
         """The current stage's side length, one of ``resolutions``."""
         return self._stage()[0]
 
+    @resolution.setter
+    def resolution(self, value: int) -> None:
+        """Ignored: a fixed-resolution base class's ``__init__`` may assign its size (``self.resolution = R``);
+        in a growable subclass the stage decides the current side, and the full one is ``resolutions[-1]``."""
+
     @property
     def alpha(self) -> float:
         """The weight of the current stage's new block: 0 = not yet in use, 1 = fully faded in."""

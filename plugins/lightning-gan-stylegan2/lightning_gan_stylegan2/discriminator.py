@@ -297,15 +297,6 @@ class GrowableStyleGAN2Discriminator(GrowableDiscriminator, StyleGAN2Discriminat
                                                 kernel_size=1, activation="lrelu")
         self._init_stages([2 ** i for i in range(2, len(self.blocks) + 3)], self.full_input_shape, "input_shape")
 
-    @property
-    def resolution(self) -> int:
-        """The current stage's side length (``full_resolution`` is the last one)."""
-        return self._stage()[0]
-
-    @resolution.setter
-    def resolution(self, value: int) -> None:
-        self.full_resolution = int(value)
-
     def forward(self, x: Tensor, c: Tensor | None = None, force_fp32: bool = False) -> Tensor:
         cmap = None
         if self.c_dim:

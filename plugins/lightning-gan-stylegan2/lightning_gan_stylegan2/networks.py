@@ -189,15 +189,6 @@ class GrowableStyleGAN2Generator(GrowableGenerator, StyleGAN2Generator):
         StyleGAN2Generator.__init__(self, **kwargs)
         self._init_stages(self.synthesis_network.block_resolutions, self.full_output_shape, "output_shape")
 
-    @property
-    def resolution(self) -> int:
-        """The current stage's side length (``full_resolution`` is the last one)."""
-        return self._stage()[0]
-
-    @resolution.setter
-    def resolution(self, value: int) -> None:
-        self.full_resolution = int(value)
-
     def synthesis(self, ws: Tensor, noise_mode: NoiseMode | None = None, force_fp32: bool = False) -> Tensor:
         """Images [N, C, r, r] of the current stage r from ws [N, num_ws, w_dim] or one w [N, w_dim]."""
         return self.synthesis_network(ws, noise_mode or self.noise_mode, force_fp32,
