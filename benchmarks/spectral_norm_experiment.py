@@ -1,7 +1,7 @@
 """Spectral normalization in G on structure-heavy vs texture-heavy data: the spectral gap to the real images.
 
-The seed's claim (DESIGN item 3): spectral normalization (SN) caps each generator layer's largest singular value
-at 1, which keeps an unconstrained generator from adding high-frequency energy; that should help on
+The claim (docs/theory.md#spectral-normalization-structure-and-texture): spectral normalization (SN) caps each
+generator layer's largest singular value at 1, which keeps an unconstrained generator from adding high-frequency energy; that should help on
 structure-heavy data (energy at low frequencies) and can over-smooth texture-heavy data (energy at high
 frequencies). This benchmark trains the ``dcgan`` architecture (plugin lightning-gan-dcgan, the settings of the
 ``dcgan-shapes32`` recipe: z 64, base 32, max 256 channels, non-saturating loss, Adam 2e-4 (0.5, 0.99), EMA

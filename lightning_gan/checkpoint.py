@@ -158,7 +158,7 @@ def require_run_plugins(ckpt: Mapping[str, Any], source: Any) -> None:
     hparams = ckpt.get("hyper_parameters") or {}
     plugins = (ckpt.get("lightning_gan") or {}).get("plugins")
     for key, kind in (("architecture", "architecture"), ("loss", "loss"), ("regularizers", "regularizer"),
-                      ("metrics", "metric")):
+                      ("augment", "augmentation"), ("metrics", "metric")):
         configs = hparams.get(key)
         for config in configs if isinstance(configs, (list, tuple)) else [configs]:
             require_plugin(config, kind=kind, source=source, plugins=plugins)

@@ -10,7 +10,9 @@
 * ``lightning-gan --help`` lists every command; ``lightning-gan --version`` prints the versions of the core and
   of each installed plugin distribution.
 
-Bad options end in one line on stderr (exit status 2), not a traceback.
+Bad options end in one line on stderr (exit status 2), not a traceback. A run stopped by a signal exits with
+128 + the signal number, as a shell reports it: 143 for SIGTERM, 130 for Ctrl-C (SIGINT), after saving
+``interrupted.ckpt`` (``lightning_gan.callbacks.InterruptCheckpoint``).
 """
 
 from __future__ import annotations
@@ -156,11 +158,18 @@ def _tool(name: str) -> Callable[[list[str]], int]:
     return run
 
 
+def _prepare(argv: list[str]) -> int:
+    from lightning_gan.prepare import prepare_command  # imports torch: only when the command runs
+
+    return prepare_command(argv)
+
+
 # The commands run here, before (and without) LightningCLI; ``lightning-gan --help`` lists them (TOOL_COMMANDS).
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "plugins": plugins_command, "recipes": recipes_command,
     "evaluate": _tool("evaluate_command"), "generate": _tool("generate_command"),
-    "export": _tool("export_command"), "diagnose": _tool("diagnose_command"),
+    "export": _tool("export_command"), "diagnose": _tool("diagnose_command"), "project": _tool("project_command"),
+    "prepare": _prepare,
 }
 
 
@@ -180,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             GANCLI(args=argv)  # None: LightningCLI reads sys.argv itself
     except (registry.PluginError, ConfigError) as exc:
         fail(str(exc))
+    except (SystemExit, KeyboardInterrupt) as exc:  # a signal's stop: 128 + its number (SIGTERM 143, Ctrl-C 130)
+        from lightning_gan.callbacks.interrupt import exit_status
+
+        status = exit_status(exc)
+        if status is None:
+            raise
+        return status
     return 0
 
 

@@ -33,8 +33,10 @@ TOOL_COMMANDS: dict[str, str] = {
     "generate": "Sample grids, truncation sweep, interpolation GIF, class rows: --ckpt RUN.ckpt.",
     "export": "EMA generator to safetensors + JSON config: --ckpt RUN.ckpt --out G.safetensors.",
     "diagnose": "Singular values, stability factor, spectra, AR(1), gradient flow + plots: --ckpt RUN.ckpt.",
+    "project": "Find the latent of an image (GAN inversion): --ckpt RUN.ckpt --image a.png.",
     "plugins": "List installed plugins (group, name, target, distribution, status).",
     "recipes": "List the training recipes usable with --recipe.",
+    "prepare": "Image folder or zip to LitData's format for --data=image_stream: --input DIR --output OUT --resolution R.",
 }
 
 DESCRIPTION = ("Train, evaluate and inspect GANs built from plugins. Start with `lightning-gan fit --recipe "

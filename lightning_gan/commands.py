@@ -1,11 +1,15 @@
-"""``lightning-gan evaluate``, ``generate`` and ``export``: work on a trained run's checkpoint.
+"""``lightning-gan evaluate``, ``generate``, ``export`` and ``project``: work on a trained run's checkpoint.
 
 * ``evaluate --ckpt RUN.ckpt --metrics fid,kid,pr,coverage --num-samples N`` scores the sampling (EMA)
   generator against the run's own data, prints a table and writes JSON.
 * ``generate --ckpt RUN.ckpt`` writes a grid of samples with their seeds, a truncation sweep, a latent
-  interpolation (animated GIF) and, for class-conditional models, one row per class.
+  interpolation (animated GIF) and, for class-conditional models, one row per class; ``--direction K`` a sweep
+  along a closed-form direction (``lightning_gan.directions``), ``--style-mixing ROWS COLS`` a style-mixing grid
+  (``lightning_gan.style_mixing``) instead.
 * ``export --ckpt RUN.ckpt --out G.safetensors`` writes the EMA generator as safetensors plus a JSON
   config; ``lightning_gan.checkpoint.load_generator`` rebuilds it and reproduces its samples bit for bit.
+  ``--format onnx`` writes an ONNX graph checked against PyTorch (``lightning_gan.onnx_export``).
+* ``project --ckpt RUN.ckpt --image a.png`` finds the latent of an image (``lightning_gan.projection``).
 
 Every command reads checkpoints with ``weights_only=True`` (``lightning_gan.checkpoint``) and takes an
 exported ``.safetensors`` generator wherever it takes a checkpoint. Bad input ends in one line on stderr.
@@ -28,7 +32,7 @@ from lightning_gan import registry
 from lightning_gan.cli_messages import fail
 from lightning_gan.errors import ConfigError
 
-__all__ = ["evaluate_command", "export_command", "generate_command", "parse_seeds"]
+__all__ = ["evaluate_command", "export_command", "generate_command", "parse_seeds", "project_command"]
 
 _USER_ERRORS = (ConfigError, registry.PluginError, TypeError, ValueError, FloatingPointError, FileNotFoundError)
 
@@ -197,6 +201,8 @@ def evaluate_command(argv: list[str]) -> int:
                              "the record says so")
     parser.add_argument("--standing-stats", type=int, default=0, metavar="N",
                         help="re-estimate the generator's batch-norm statistics over N batches first (BigGAN)")
+    parser.add_argument("--standing-stats-classes", choices=["data", "uniform"], default="data",
+                        help="class shares of the standing-statistics batches: the run's data's (default) or equal")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -228,7 +234,9 @@ def evaluate_command(argv: list[str]) -> int:
         metric.setup(datamodule)
 
     device = _device(args.device)
-    generator = _prepare_sampler(loaded.generator.to(device), args.truncation, args.standing_stats)
+    shares = _standing_shares(loaded, args.standing_stats, args.standing_stats_classes, datamodule)
+    generator = _prepare_sampler(loaded.generator.to(device), args.truncation, args.standing_stats,
+                                 class_shares=shares)
     context = EvaluationContext(batch_size=args.batch_size, progress=sys.stderr.isatty())
     console = Console(stderr=False)
     results: dict[str, float] = {}
@@ -245,7 +253,8 @@ def evaluate_command(argv: list[str]) -> int:
     if args.truncation is not None:
         notes["truncation"] = f"latents truncated to [-{args.truncation:g}, {args.truncation:g}] by resampling"
     if args.standing_stats:
-        notes["standing_stats"] = f"batch-norm statistics re-estimated over {args.standing_stats} batches"
+        notes["standing_stats"] = (f"batch-norm statistics re-estimated over {args.standing_stats} batches, classes "
+                                   f"in {_mix(args.standing_stats, shares)}")
     for name, value in results.items():
         table.add_row(name, f"{value:.6g}")
     for name, text in notes.items():
@@ -295,9 +304,35 @@ def _seed_latents(generator: Any, seeds: Sequence[int], device: Any, truncation:
     return torch.cat([one(s) for s in seeds])
 
 
-def _prepare_sampler(generator: Any, truncation: float | None, standing_stats: int, *, wrap: bool = True) -> Any:
-    """The generator after ``standing_stats`` batches of standing statistics, wrapped (``wrap``) so that its
-    ``sample_latents`` draws latents truncated to [-truncation, truncation]."""
+def _standing_shares(loaded: Any, standing_stats: int, classes: str, datamodule: Any = None) -> Any:
+    """The class shares of the standing-statistics batches: the run's training data's (``datamodule``, else
+    rebuilt from the checkpoint's data config), None (equal shares) for ``classes="uniform"``, an unconditional
+    generator, or data that cannot be rebuilt (one line on stderr)."""
+    from lightning_gan.utils.standing_stats import data_class_shares
+
+    if not standing_stats or classes == "uniform" or not getattr(loaded.generator, "c_dim", 0):
+        return None
+    reason = "the run's data gives no class shares"
+    try:
+        shares = data_class_shares(datamodule if datamodule is not None else loaded.build_datamodule())
+    except (ConfigError, registry.PluginError, TypeError, ValueError, KeyError, OSError) as exc:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+        shares, reason = None, f"the run's data could not be rebuilt: {detail}"
+    if shares is None:
+        print(f"standing statistics: classes in equal shares ({reason})", file=sys.stderr)
+    return shares
+
+
+def _mix(standing_stats: int, shares: Any) -> str | None:
+    """What the records say about the classes of the standing statistics."""
+    return None if not standing_stats else "equal shares" if shares is None else "the data's shares"
+
+
+def _prepare_sampler(generator: Any, truncation: float | None, standing_stats: int, *, wrap: bool = True,
+                     class_shares: Any = None) -> Any:
+    """The generator after ``standing_stats`` batches of standing statistics (classes in ``class_shares``, None:
+    equal shares), wrapped (``wrap``) so that its ``sample_latents`` draws latents truncated to
+    [-truncation, truncation]."""
     from lightning_gan.ops.truncation import TruncatedGenerator, check_threshold
     from lightning_gan.utils.standing_stats import standing_statistics
 
@@ -305,7 +340,8 @@ def _prepare_sampler(generator: Any, truncation: float | None, standing_stats: i
         check_threshold(truncation)
     if standing_stats < 0:
         raise ValueError(f"--standing-stats must be >= 0 batches, got {standing_stats}")
-    if standing_stats and not standing_statistics(generator, num_batches=standing_stats, truncation=truncation):
+    if standing_stats and not standing_statistics(generator, num_batches=standing_stats, truncation=truncation,
+                                                  class_shares=class_shares):
         print("standing statistics: the generator has no batch norm; nothing re-estimated", file=sys.stderr)
     return generator if truncation is None or not wrap else TruncatedGenerator(generator, truncation)
 
@@ -345,7 +381,23 @@ def generate_command(argv: list[str]) -> int:
     parser.add_argument("--standing-stats", type=int, default=0, metavar="N",
                         help="re-estimate the generator's batch-norm statistics over N batches of random latents "
                              "before sampling (BigGAN's standing statistics; default 0: off)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--standing-stats-classes", choices=["data", "uniform"], default="data",
+                        help="class shares of the standing-statistics batches: the run's data's (default) or equal")
+    edits = parser.add_argument_group("edits (written instead of the pictures above)")
+    edits.add_argument("--direction", type=int, metavar="K",
+                       help="sweep along closed-form direction K (SeFa, 0 = strongest): one row per seed (or "
+                            "--latent), one column per strength")
+    edits.add_argument("--strength", default="-3:3", metavar="A:B",
+                       help="strengths of the --direction sweep: A:B (--steps values), A:B:S or a,b,c (default -3:3)")
+    edits.add_argument("--steps", type=int, default=7, help="columns of an A:B --strength (default 7)")
+    edits.add_argument("--latent", metavar="FILE.safetensors",
+                       help="edit this latent (written by `lightning-gan project`) instead of the seeds' ones")
+    edits.add_argument("--style-mixing", nargs=2, metavar=("ROWS", "COLS"),
+                       help="style-mixing grid of row seeds and column seeds, e.g. 0-3 10-13 (style-based generators)")
+    edits.add_argument("--mix-layers", default="coarse",
+                       help="the layers the column seeds' w takes over: coarse (default), middle, fine or A-B (ws "
+                            "indices); at 64 px and up coarse is 4-8 px, middle 16-32 px, fine 64 px to the output")
+    args = parser.parse_args(_attach_negative(argv, ("--strength",)))
     seeds = parse_seeds(args.seeds)
     psis = _floats(args.psi, "--psi")
     if args.frames < 1 or args.keyframes < 2:
@@ -360,9 +412,13 @@ def generate_command(argv: list[str]) -> int:
     loaded = load_sampler(args.ckpt, ema=not args.no_ema)
     device = _device(args.device)
     # truncated latents come from _seed_latents: the generator stays unwrapped for the --psi sweep's W space
-    gen = _prepare_sampler(loaded.generator.to(device), args.truncation, args.standing_stats, wrap=False).eval()
+    shares = _standing_shares(loaded, args.standing_stats, args.standing_stats_classes)
+    gen = _prepare_sampler(loaded.generator.to(device), args.truncation, args.standing_stats, wrap=False,
+                           class_shares=shares).eval()
     out = Path(args.out) if args.out else loaded.source.with_name(f"generated-{loaded.source.stem}")
     out.mkdir(parents=True, exist_ok=True)
+    if args.direction is not None or args.style_mixing:  # an edit instead of the usual pictures
+        return _write_edits(args, loaded, gen, seeds, device, out)
     written: dict[str, Any] = {}
     c_dim = gen.c_dim
 
@@ -446,12 +502,134 @@ def generate_command(argv: list[str]) -> int:
                                     "keyframe_seeds": "s + 1000 k", "path": "slerp in Z (directions), norms linear"}
     manifest = out / "generate.json"
     manifest.write_text(json.dumps({"checkpoint": str(loaded.source), "ema": loaded.ema, **loaded.info,
-                                    "truncation": args.truncation, "standing_stats": args.standing_stats, "files": written},
+                                    "truncation": args.truncation, "standing_stats": args.standing_stats,
+                                    "standing_stats_classes": _mix(args.standing_stats, shares), "files": written},
                                    indent=2, default=str) + "\n")
     for key, value in written.items():
         path = value if isinstance(value, str) else value.get("file") if isinstance(value, dict) else None
         if path:
             print(f"{key + ':':<16}{path}")
+    print(f"{'manifest:':<16}{manifest}")
+    return 0
+
+
+def _attach_negative(argv: list[str], options: Sequence[str]) -> list[str]:
+    """``--strength -3:3`` as ``--strength=-3:3``: argparse would take a value starting with ``-`` for an option."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in options and arg.startswith("-") and len(arg) > 1 and (arg[1].isdigit() or arg[1] == "."):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _edit_latents(args: argparse.Namespace, gen: Any, seeds: Sequence[int], device: Any) -> tuple[Any, Any, list[str]]:
+    """``(latents, c, row labels)`` of an edit: the ``--latent`` file's, or the seeds' (w = mapping(z) for
+    style-based generators, z otherwise; classes ``seed % c_dim``)."""
+    import torch
+
+    from lightning_gan.directions import edit_space
+
+    space = edit_space(gen)
+    if args.latent:
+        from lightning_gan.latents import load_latent
+
+        kind, latent, c = load_latent(args.latent)
+        if (kind == "z") != (space == "z"):
+            raise ConfigError(f"--latent: {args.latent} holds a {kind} latent, this generator is edited in "
+                              f"{space.upper()} space")
+        if c is None and gen.c_dim:
+            raise ConfigError(f"--latent: {args.latent} holds no class and the generator is conditional")
+        return latent.to(device), (None if c is None else c.to(device)), [Path(args.latent).name] * len(latent)
+    z = _seed_latents(gen, seeds, device, args.truncation)
+    c = torch.nn.functional.one_hot(torch.tensor([s % gen.c_dim for s in seeds], device=device),
+                                    gen.c_dim).float() if gen.c_dim else None
+    with torch.no_grad():
+        latents = gen.mapping(z, c) if space == "w" else z
+    return latents, c, [f"seed {s}" for s in seeds]
+
+
+def _write_edits(args: argparse.Namespace, loaded: Any, gen: Any, seeds: Sequence[int], device: Any,
+                 out: Path) -> int:
+    """``generate --direction K`` or ``--style-mixing ROWS COLS``: the grid, a manifest, the paths printed."""
+    from PIL import Image
+
+    from lightning_gan.directions import (direction_sweep, edit_space, factorizable_weights, parse_strengths,
+                                          sefa_directions)
+    from lightning_gan.utils.images import make_grid_image
+
+    if args.direction is not None and args.style_mixing:
+        raise ValueError("--direction and --style-mixing: one edit at a time")
+    if args.style_mixing:
+        from lightning_gan.style_mixing import require_style_based
+
+        require_style_based(gen)
+    else:
+        factorizable_weights(gen)  # one line for an architecture without closed-form directions
+    if len(gen.output_shape) != 3:
+        raise ValueError(f"generate edits images [C, H, W]; this generator makes {tuple(gen.output_shape)}")
+    scale = args.scale or max(1, math.ceil(64 / gen.output_shape[1]))
+    written: dict[str, Any] = {}
+    if args.style_mixing:
+        written["style_mixing"] = _style_mixing_grid(args, gen, device, out, scale)
+        return _write_manifest(loaded, out, written)
+    latents, c, rows = _edit_latents(args, gen, seeds, device)
+    if args.steps < 2:
+        raise ValueError(f"--steps must be >= 2, got {args.steps}")
+    strengths = parse_strengths(args.strength, args.steps)
+    dim = gen.w_dim if edit_space(gen) == "w" else gen.z_dim
+    if not 0 <= args.direction < dim:
+        raise ValueError(f"--direction: K must be between 0 and {dim - 1} (the latent size), got {args.direction}")
+    directions, eigenvalues = sefa_directions(gen, args.direction + 1)
+    images = direction_sweep(gen, latents, directions[args.direction].to(device), strengths, c)  # [N, S, C, H, W]
+    grid = make_grid_image(images.flatten(0, 1).float().cpu(), len(strengths))
+    path = out / f"direction-{args.direction}.png"
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    grid.save(path)
+    written["direction"] = {"file": str(path), "k": args.direction, "eigenvalue": float(eigenvalues[-1]),
+                            "space": edit_space(gen), "rows": rows, "strengths": strengths,
+                            "method": "SeFa: top eigenvectors of A^T A (A: the generator's factorizable_weights)"}
+    return _write_manifest(loaded, out, written)
+
+
+def _style_mixing_grid(args: argparse.Namespace, gen: Any, device: Any, out: Path, scale: int) -> dict[str, Any]:
+    """``generate --style-mixing ROWS COLS``: write style-mixing.png, return its record."""
+    import torch
+    from PIL import Image
+
+    from lightning_gan.style_mixing import mix_layers, style_mixing_grid, ws_resolution
+    from lightning_gan.utils.images import make_grid_image
+
+    row_seeds, col_seeds = parse_seeds(args.style_mixing[0]), parse_seeds(args.style_mixing[1])
+    layers = mix_layers(args.mix_layers, num_ws=gen.num_ws, resolution=gen.output_shape[1])
+
+    def ws(seeds: list[int]) -> Any:
+        z = _seed_latents(gen, seeds, device, args.truncation)
+        c = torch.nn.functional.one_hot(torch.tensor([s % gen.c_dim for s in seeds], device=device),
+                                        gen.c_dim).float() if gen.c_dim else None
+        with torch.no_grad():
+            return gen.mapping(z, c)  # [N, num_ws, w_dim]
+
+    grid = style_mixing_grid(gen, ws(row_seeds), ws(col_seeds), layers)  # [R + 1, C + 1, ch, H, W]
+    image = make_grid_image(grid.flatten(0, 1).float().cpu(), len(col_seeds) + 1)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path = out / "style-mixing.png"
+    image.save(path)
+    return {"file": str(path), "rows": row_seeds, "columns": col_seeds, "mix_layers": args.mix_layers,
+            "ws_indices": layers, "resolutions": sorted({ws_resolution(i) for i in layers}),
+            "cells": "row seed's w, the column seed's w in ws_indices; top row: column seeds, left column: row seeds"}
+
+
+def _write_manifest(loaded: Any, out: Path, written: dict[str, Any]) -> int:
+    """generate.json for an edit, and the paths printed."""
+    manifest = out / "generate.json"
+    manifest.write_text(json.dumps({"checkpoint": str(loaded.source), "ema": loaded.ema, **loaded.info,
+                                    "files": written}, indent=2, default=str) + "\n")
+    for key, value in written.items():
+        print(f"{key + ':':<16}{value['file']}")
     print(f"{'manifest:':<16}{manifest}")
     return 0
 
@@ -467,13 +645,27 @@ def _truncation_method(gen: Any) -> str:
 # -- export ------------------------------------------------------------------------------------------
 @_guard
 def export_command(argv: list[str]) -> int:
-    """``lightning-gan export --ckpt RUN.ckpt --out G.safetensors``."""
+    """``lightning-gan export --ckpt RUN.ckpt [--format safetensors|onnx] [--out G.safetensors|G.onnx]``."""
     parser = argparse.ArgumentParser(
         prog="lightning-gan export",
-        description="Write the sampling (EMA) generator as safetensors plus a JSON config to rebuild it.")
-    parser.add_argument("--ckpt", required=True, help="run checkpoint (.ckpt)")
-    parser.add_argument("--out", help="output .safetensors file (default: <ckpt>-G.safetensors next to the checkpoint)")
+        description="Write the sampling (EMA) generator as safetensors plus a JSON config to rebuild it, or as an "
+                    "ONNX graph (z[, c][, psi]) -> images checked against PyTorch with onnxruntime.")
+    parser.add_argument("--ckpt", required=True, help="run checkpoint (.ckpt) or exported generator (.safetensors)")
+    parser.add_argument("--format", choices=["safetensors", "onnx"], default="safetensors",
+                        help="safetensors (default: weights + JSON config) or onnx (needs pip install "
+                             "'lightning-gan[onnx]')")
+    parser.add_argument("--out", help="output file (default: <ckpt>-G.safetensors or <ckpt>-G.onnx next to the "
+                                      "checkpoint)")
     parser.add_argument("--no-ema", action="store_true", help="export the trained generator, not its EMA")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--noise", choices=["const", "none"], default="const",
+                        help="ONNX, StyleGAN2: the noise inputs baked into the graph: the generator's fixed maps "
+                             "(const, default) or none")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="ONNX: largest absolute difference from PyTorch allowed on the check (default 1e-4)")
+    parser.add_argument("--standing-stats", type=int, default=0, metavar="N",
+                        help="re-estimate the generator's batch-norm statistics over N batches before exporting "
+                             "(BigGAN's standing statistics; default 0: the checkpoint's own)")
     args = parser.parse_args(argv)
 
     import torch
@@ -481,7 +673,16 @@ def export_command(argv: list[str]) -> int:
     from lightning_gan.checkpoint import export_generator, load_generator, load_sampler
     from lightning_gan.metrics.base import generate_images
 
+    if args.format == "onnx":
+        from lightning_gan.onnx_export import require_onnx
+
+        require_onnx()  # one line saying what to install, before loading anything
     loaded = load_sampler(args.ckpt, ema=not args.no_ema)
+    if args.standing_stats:
+        shares = _standing_shares(loaded, args.standing_stats, "data")
+        _prepare_sampler(loaded.generator, None, args.standing_stats, wrap=False, class_shares=shares)
+    if args.format == "onnx":
+        return _export_onnx(loaded, args)
     out = Path(args.out) if args.out else loaded.source.with_name(f"{loaded.source.stem}-G.safetensors")
     info = {**loaded.info, "ema": loaded.ema, "source": str(loaded.source)}
     weights, config = export_generator(loaded.generator, out, architecture=loaded.architecture, data=loaded.data, info=info)
@@ -495,6 +696,151 @@ def export_command(argv: list[str]) -> int:
     print(f"{'checked:':<10}reloaded generator reproduces the checkpoint's samples bit for bit "
           f"(lightning_gan.checkpoint.load_generator)")
     return 0
+
+
+def _export_onnx(loaded: Any, args: argparse.Namespace) -> int:
+    """``export --format onnx``: write, check against PyTorch, print what the graph takes."""
+    from lightning_gan.onnx_export import export_onnx
+
+    out = Path(args.out) if args.out else loaded.source.with_name(f"{loaded.source.stem}-G.onnx")
+    name = str(loaded.architecture.get("class_path", "?")).rsplit(".", 1)[-1] if isinstance(
+        loaded.architecture, dict) else str(loaded.architecture)
+    generator = loaded.generator
+    has_bn = any(getattr(m, "running_mean", None) is not None for m in generator.modules())
+    if has_bn and not args.standing_stats:
+        print("batch norm: the graph uses the checkpoint's running statistics (a run with the StandingStatistics "
+              "callback saved its last standing statistics); --standing-stats N re-estimates them first",
+              file=sys.stderr)
+    result = export_onnx(generator, out, opset=args.opset, noise=args.noise, tolerance=args.tolerance,
+                         architecture=name)
+    shapes = {"z": f"[N, {generator.z_dim}]", "c": f"[N, {generator.c_dim}] one-hot", "psi": "[] truncation in W"}
+    print(f"{'onnx:':<10}{result.path} (opset {result.opset})")
+    print(f"{'inputs:':<10}" + ", ".join(f"{n} {shapes[n]}" for n in result.inputs)
+          + f" -> images [N, {', '.join(map(str, generator.output_shape))}]")
+    if "psi" in result.inputs:
+        print(f"{'noise:':<10}{result.noise} (fixed in the graph)")
+    print(f"{'checked:':<10}onnxruntime vs PyTorch on seeds {result.seeds[0]}-{result.seeds[-1]}"
+          + (f", psi {', '.join(f'{p:g}' for p in result.psi)}" if "psi" in result.inputs else "")
+          + f": max abs difference {result.max_abs_diff:.3g} (tolerance {args.tolerance:g})")
+    return 0
+
+
+# -- project -----------------------------------------------------------------------------------------
+@_guard
+def project_command(argv: list[str]) -> int:
+    """``lightning-gan project --ckpt RUN.ckpt --image a.png [b.png ...] [--space w|w+] [--steps 1000]``."""
+    parser = argparse.ArgumentParser(
+        prog="lightning-gan project",
+        description="Find the latent whose image is closest to each given image (GAN inversion): StyleGAN2 in W or "
+                    "W+ with its noise maps, other generators in Z. Writes the projection next to the target (png), "
+                    "the latent (safetensors, for generate --latent), a GIF of the optimization and the distance.")
+    parser.add_argument("--ckpt", required=True, help="run checkpoint (.ckpt) or exported generator (.safetensors)")
+    parser.add_argument("--image", nargs="+", required=True, metavar="IMAGE", help="target image files")
+    parser.add_argument("--out", help="output folder (default: each image's own folder)")
+    parser.add_argument("--space", choices=["w", "w+", "z"],
+                        help="latent to optimize: w (one for all layers, default for StyleGAN2), w+ (one per layer) "
+                             "or z (the default, and the only choice, for other generators)")
+    parser.add_argument("--steps", type=int, default=1000, help="optimization steps (default 1000, as the paper)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 0.1 in W/W+, 0.05 in Z)")
+    parser.add_argument("--distance", choices=["auto", "lpips", "multiscale_pixels"], default="auto",
+                        help="image distance: LPIPS (VGG) when its weights are on this machine, else multi-scale "
+                             "pixels (auto, default); lpips requires the weights")
+    parser.add_argument("--noise-weight", type=float, default=1e5,
+                        help="weight of the noise maps' autocorrelation penalty (StyleGAN2; default 1e5)")
+    parser.add_argument("--class", type=int, dest="class_index", metavar="K",
+                        help="the class of a conditional generator (default: picked with the start, the closest)")
+    parser.add_argument("--resize", action="store_true", help="resize images to the generator's size first")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+    parser.add_argument("--fps", type=float, default=12.0, help="frames per second of the GIF (default 12)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--no-ema", action="store_true", help="project with the trained generator, not its EMA")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    images = [Path(p) for p in args.image]
+    for path in images:
+        if not path.is_file():
+            raise FileNotFoundError(f"--image: no file at {path}")
+
+    import torch
+
+    from lightning_gan.checkpoint import load_sampler
+    from lightning_gan.metrics.base import progress_bar
+    from lightning_gan.projection import project_many
+
+    loaded = load_sampler(args.ckpt, ema=not args.no_ema)
+    gen = loaded.generator.to(_device(args.device)).eval()
+    if len(gen.output_shape) != 3:
+        raise ValueError(f"project takes images [C, H, W]; this generator makes {tuple(gen.output_shape)}")
+    targets = torch.stack([_target_image(path, gen.output_shape, args.resize) for path in images])  # [N, C, H, W]
+    what = images[0].name if len(images) == 1 else f"{len(images)} images"
+    with progress_bar(sys.stderr.isatty(), args.steps, f"projecting {what}") as advance:  # all at once
+        results = project_many(gen, targets, space=args.space, steps=args.steps, lr=args.lr, distance=args.distance,
+                               noise_weight=args.noise_weight, class_index=args.class_index, seed=args.seed,
+                               frame_every=max(1, args.steps // 50), progress=advance)
+    for path, result in zip(images, results):
+        files = _write_projection(result, path, Path(args.out) if args.out else path.parent, loaded, args)
+        print(f"{path.name}: {result.distance_name} distance {result.distance:.4g}, PSNR {result.psnr:.2f} dB "
+              f"({result.space})")
+        for key, file in files.items():
+            print(f"  {key + ':':<10}{file}")
+    return 0
+
+
+def _target_image(path: Path, shape: Sequence[int], resize: bool) -> Any:
+    """The image at ``path`` as [C, H, W] in [-1, 1] with the generator's channels; its size checked (or resized)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    channels, h, w = shape
+    try:
+        image = Image.open(path)
+        image = image.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"--image: cannot read {path} as an image ({exc})") from None
+    if image.size != (w, h):
+        if not resize:
+            raise ValueError(f"--image: {path} is {image.width}x{image.height}, the generator makes {w}x{h} images; "
+                             f"pass --resize to resize it")
+        image = image.resize((w, h), Image.LANCZOS)
+    array = np.asarray(image, dtype=np.float32).reshape(h, w, -1)  # [H, W, C]
+    if array.shape[2] != channels:
+        raise ValueError(f"--image: the generator makes {channels}-channel images, {path} has {array.shape[2]}")
+    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1  # [C, H, W]
+
+
+def _write_projection(result: Any, image: Path, out: Path, loaded: Any, args: argparse.Namespace) -> dict[str, str]:
+    """``<stem>-projected.png`` (target | projection), ``-latent.safetensors``, ``-projection.gif``, ``.json``."""
+    import torch
+    from PIL import Image
+
+    from lightning_gan.latents import save_latent
+    from lightning_gan.utils.images import make_grid_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = image.stem
+    scale = max(1, math.ceil(64 / result.image.shape[1]))
+
+    def picture(tensor: Any) -> Image.Image:
+        grid = make_grid_image(tensor.float(), tensor.shape[0])
+        return grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST) if scale > 1 else grid
+
+    files = {"compare": out / f"{stem}-projected.png", "latent": out / f"{stem}-latent.safetensors",
+             "gif": out / f"{stem}-projection.gif", "record": out / f"{stem}-projection.json"}
+    picture(torch.stack([result.target, result.image])).save(files["compare"])
+    save_latent(files["latent"], space=result.space, latent=result.latent, c=result.c,
+                metadata={"source": str(loaded.source), "image": str(image), "distance": f"{result.distance:.6g}"})
+    frames = [picture(torch.stack([result.target, f])) for f in result.frames]
+    frames = [f.convert("P", palette=Image.ADAPTIVE) if f.mode == "RGB" else f for f in frames]
+    frames[0].save(files["gif"], save_all=True, append_images=frames[1:], duration=max(20, int(1000 / args.fps)),
+                   loop=0)
+    files["record"].write_text(json.dumps({
+        "image": str(image), "checkpoint": str(loaded.source), "ema": loaded.ema, "space": result.space,
+        "steps": args.steps, "distance_name": result.distance_name, "distance": result.distance,
+        "psnr_db": result.psnr, "class": None if result.c is None else int(result.c.argmax()),
+        "files": {k: str(v) for k, v in files.items()}}, indent=2) + "\n")
+    return {k: str(v) for k, v in files.items()}
 
 
 @_guard

@@ -1,4 +1,5 @@
-"""Contracts every plugin implements: Generator, Discriminator, ArchitectureSpec, AdversarialLoss, Regularizer.
+"""Contracts every plugin implements: Generator, Discriminator, ArchitectureSpec, AdversarialLoss, Regularizer,
+Augmentation.
 
 A plugin subclasses one of these and registers it under an entry-point group (see ``registry``).
 Configurable objects (specs, losses, regularizers) keep each constructor argument as an attribute
@@ -56,6 +57,7 @@ from lightning_gan.errors import ConfigError
 __all__ = [
     "AdversarialLoss",
     "ArchitectureSpec",
+    "Augmentation",
     "Configurable",
     "ContractError",
     "Discriminator",
@@ -204,22 +206,39 @@ class AdversarialLoss(Configurable):
 class PenaltyInputs:
     """What a regularizer may look at in one phase. Fakes are made on first request and cached.
 
+    A penalty that looks at the discriminator's outputs should judge images as training does: through
+    ``discriminate(x, c)``, which applies the run's augmentation first (``D(T(x), c)``; plain ``D(x, c)`` when the
+    run has none). In the Dmain phase, ``d_logits`` holds that phase's ``(D(T(x_real)), D(T(G(z))))`` with their
+    graph, so that a penalty folded into Dmain (e.g. LeCam) need not run D again; it is None in other phases.
+
     Args:
         generator: the trained generator.
         discriminator: the trained discriminator.
         real: the real batch, [N, ...].
         real_c: its conditions, [N, c_dim], or None.
         latent_sampler: ``n -> (z, c)`` drawing latents (and conditions) from the training distribution.
+        augment: the transform applied to every image D sees (``Augmentation``), or None.
+        reduce_mean: averages a tensor over processes (the identity on one); for state a penalty keeps, such as
+            running anchors, that must stay identical on every process.
     """
 
     def __init__(self, *, generator: Generator, discriminator: Discriminator, real: Tensor,
-                 real_c: Tensor | None, latent_sampler: Callable[[int], tuple[Tensor, Tensor | None]]) -> None:
+                 real_c: Tensor | None, latent_sampler: Callable[[int], tuple[Tensor, Tensor | None]],
+                 augment: Callable[[Tensor], Tensor] | None = None,
+                 reduce_mean: Callable[[Tensor], Tensor] | None = None) -> None:
         self.generator = generator
         self.discriminator = discriminator
         self.real = real
         self.real_c = real_c
         self.latent_sampler = latent_sampler
+        self.augment = augment
+        self.reduce_mean: Callable[[Tensor], Tensor] = reduce_mean if reduce_mean is not None else (lambda t: t)
+        self.d_logits: tuple[Tensor, Tensor] | None = None
         self._fake: tuple[Tensor, Tensor | None] | None = None
+
+    def discriminate(self, x: Tensor, c: Tensor | None = None, **kwargs: Any) -> Tensor:
+        """``D(T(x), c)``: the discriminator's logits [N] on ``x`` as training shows it (augmented, if the run is)."""
+        return self.discriminator(self.augment(x) if self.augment is not None else x, c, **kwargs)
 
     @property
     def batch_size(self) -> int:
@@ -265,6 +284,43 @@ class Regularizer(nn.Module, Configurable):
 
     def extra_repr(self) -> str:
         return f"network={self.network}, weight={self.weight}, interval={self.interval}"
+
+
+class Augmentation(nn.Module, Configurable):
+    """A differentiable transform ``T`` of every image the discriminator sees (ADA, DiffAugment).
+
+    ``GANModule(augment=...)`` applies it in every phase that runs D: ``D(T(x_real))`` and ``D(T(G(z)))`` in
+    Dmain, ``D(T(G(z)))`` in Gmain, and penalties through T (R1 is the gradient w.r.t. the un-augmented reals
+    of ``D(T(x_real))``, as in StyleGAN2-ADA), so that gradients reach G through T. ``forward(images,
+    generator=None)`` draws fresh random transforms at every call from ``generator`` (a ``torch.Generator`` on
+    the images' device; the global RNG when None) and keeps the shape [N, C, H, W]. GANModule passes a
+    generator of its own per process, so each process draws its own transforms and a resumed run continues
+    the stream.
+
+    Adaptive augmentations adjust their strength from D's outputs. ``observe(real_logits)`` receives the logits
+    ``D(T(x_real))`` of every Dmain step; ``update(images=..., reduce=...)`` runs once per iteration after all
+    phases, with ``images`` the real images of that iteration over all processes and ``reduce`` a function that
+    sums a tensor over processes (the identity on one), so whatever it changes is identical on every process.
+    State that must survive a resume (a probability, accumulators) lives in buffers: it is saved with the
+    module. ``summary()`` returns the figures to log and show (e.g. ``{"p": ..., "rt": ...}``) as tensors.
+    """
+
+    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:  # [N, C, H, W]
+        raise NotImplementedError
+
+    def observe(self, real_logits: Tensor) -> None:
+        """D's logits on augmented reals of one Dmain step, [N] (detached); nothing by default."""
+
+    def update(self, *, images: int, reduce: Callable[[Tensor], Tensor]) -> None:
+        """End of an iteration: adapt the strength; nothing by default."""
+
+    def summary(self) -> dict[str, Tensor]:
+        """Figures to log under ``augment/<name>`` (scalar tensors); none by default."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config()["init_args"].items())
+        return f"{type(self).__name__}({args})"
 
 
 # -- progressive growing (see the module docstring for the protocol) ------------------------------

@@ -280,6 +280,9 @@ def _print_run_summary(trainer: Any, model: Any) -> None:
         table.add_row(name, str(int(value)) if float(value).is_integer() else f"{value:.4g}")  # ids and counts exact
     for name, text in sorted(getattr(model, "metric_notes", {}).items()):
         table.add_row(name, text)
+    summary = model.training_summary() if callable(getattr(model, "training_summary", None)) else {}
+    for name, value in summary.items():  # e.g. ADA's final augmentation probability
+        table.add_row(name, f"{value:.4g}")
     Console().print(table)
     files = [("metrics", getattr(model, "metrics_path", None))]
     for cb in trainer.callbacks:

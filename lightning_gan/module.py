@@ -43,6 +43,7 @@ from lightning_gan.errors import ConfigError, condition_mismatch, shape_mismatch
 from lightning_gan.interfaces import (
     AdversarialLoss,
     ArchitectureSpec,
+    Augmentation,
     ContractError,
     Discriminator,
     Generator,
@@ -56,6 +57,7 @@ from lightning_gan.ops.growth import at_full_resolution
 from lightning_gan.ops.truncation import TruncatedGenerator
 from lightning_gan.phases import Phase, PhaseSchedule
 from lightning_gan.precision.plugins import GANPrecision
+from lightning_gan.preemption import DeferredSignal
 
 __all__ = ["GANModule", "NonFiniteError"]
 
@@ -98,6 +100,8 @@ class GANModule(LightningModule):
         d_steps: discriminator steps per iteration (BigGAN 2, WGAN-GP 5). The loader's batch is split into
             ``d_steps`` equal chunks, one per D step, so the data's ``batch_size`` counts the real images of a
             whole iteration and must be a multiple of ``d_steps`` (see ``lightning_gan.phases``).
+        augment: a differentiable augmentation of every image the discriminator sees (``ada``, ``diffaugment``;
+            an ``Augmentation`` or a registered name), for small datasets; None: none. See ``Augmentation``.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class GANModule(LightningModule):
         log_every_n_iterations: int | None = None,
         seed: int = 0,
         d_steps: int = 1,
+        augment: Augmentation | str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -127,6 +132,8 @@ class GANModule(LightningModule):
         self.regularizers = torch.nn.ModuleList([registry.resolve("regularizers", r) for r in regularizers or ()])
         self.schedule = PhaseSchedule(self.regularizers, d_steps=d_steps)
         self.d_steps = d_steps
+        # D sees T(x) for every image x in every phase; a child module, so its state (ADA's p) is checkpointed
+        self.augment: Augmentation | None = None if augment is None else registry.resolve("augmentations", augment)
 
         if ema_kimg is not None and ema_kimg < 0:
             raise ValueError(f"ema_kimg must be >= 0 or None, got {ema_kimg}")
@@ -155,6 +162,7 @@ class GANModule(LightningModule):
         self.metric_notes: dict[str, str] = {}  # text that goes with the numbers (GeneratorMetric.notes)
         self.metrics_path: Path | None = None  # where on_train_end wrote them (global rank 0)
         self._latent_rng: torch.Generator | None = None
+        self._augment_rng: torch.Generator | None = None  # each process draws its own transforms
         self._pending_rng_state: dict[str, Any] | None = None
         self._loss_sums: dict[str, Tensor] = {}
         self._loss_counts: dict[str, int] = {}
@@ -163,6 +171,7 @@ class GANModule(LightningModule):
         self._first_flags: dict[str, Tensor] = {}  # what must be finite on that iteration -> all-finite flag
         self._trainable: NetworkName | None = None
         self._ddp = False
+        self._preemption = DeferredSignal()  # SLURM's requeue signal, handled between two iterations
         self._save_plain_hparams(self.metrics)
 
     # -- construction helpers ---------------------------------------------------------------
@@ -179,6 +188,7 @@ class GANModule(LightningModule):
             "log_every_n_iterations": self.log_every_n_iterations,
             "seed": self.seed,
             "d_steps": self.d_steps,
+            "augment": None if self.augment is None else self.augment.config(),
         })
 
     def add_regularizer(self, regularizer: Regularizer | str) -> Regularizer:
@@ -288,16 +298,11 @@ class GANModule(LightningModule):
                 _check_d_steps(getattr(datamodule, "batch_size", None), self.d_steps)
         if stage in ("fit", "validate", "test"):
             # Load weights / train classifiers now, so that a missing file stops the run before training.
-            # Rank 0 goes first: what it caches on disk (e.g. the shapes classifier) the others then read.
             metrics = self.configured_metrics(datamodule)
-            several = self.trainer.world_size > 1 and bool(metrics)
             pinned_by = None if self.metrics is None else "--model.metrics"
-            if self.trainer.is_global_zero:
-                setup_metrics(metrics, datamodule, pinned_by=pinned_by)  # one line for a metric that cannot serve the data
-            if several:
-                strategy.barrier("lightning_gan.metrics_setup")
-            if not self.trainer.is_global_zero:
-                setup_metrics(metrics, datamodule, pinned_by=pinned_by)
+            # one line for a metric that cannot serve the data
+            _in_turns(self.trainer, lambda: setup_metrics(metrics, datamodule, pinned_by=pinned_by),
+                      "lightning_gan.metrics_setup", several=bool(metrics))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         d_opt = self.d_optimizer(self.discriminator.parameters())
@@ -313,9 +318,13 @@ class GANModule(LightningModule):
         self._ddp = isinstance(model, DistributedDataParallel)
         self._log_interval = self.log_every_n_iterations or max(1, self.trainer.log_every_n_steps)
         self._latent_rng = torch.Generator(device=self.device).manual_seed(self.seed * 7919 + self.global_rank)
+        if self.augment is not None:
+            self._augment_rng = torch.Generator(device=self.device).manual_seed(
+                self.seed * 7919 + self.global_rank + 104729)
         if self._pending_rng_state is not None:
-            _set_rng_state(self._pending_rng_state, self._latent_rng)
+            _set_rng_state(self._pending_rng_state, self._latent_rng, self._augment_rng)
             self._pending_rng_state = None
+        self._preemption.install(self.trainer)
         self._first_check = True
         self._first_flags.clear()
         self._loss_sums.clear()
@@ -323,6 +332,12 @@ class GANModule(LightningModule):
         self._clean_through = self.iteration - 1
 
     # -- training -------------------------------------------------------------------------------
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # a requeue signal received during this iteration: the hpc checkpoint and requeue now, on every process
+        # (where Lightning's own step checkpoints are taken: a resumed run, its loader included, starts at the next)
+        if not self.trainer.should_stop:
+            self._preemption.run_pending(self.trainer, self.device)
+
     def _split_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
         if isinstance(batch, (tuple, list)):
             real, labels = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -367,6 +382,8 @@ class GANModule(LightningModule):
             gan_precision.end_iteration()  # loss scales change once per iteration, never per optimizer step
 
         batch_images = n * self.trainer.world_size
+        if self.augment is not None:  # adaptive strength (ADA's p) from this iteration's D(T(x_real))
+            self.augment.update(images=batch_images, reduce=self._sum_over_processes)
         if self.generator_ema is not None:
             update_ema(self.generator_ema, self.generator,
                        ema_beta(batch_images, self.images_seen, self.ema_kimg, self.ema_rampup))
@@ -384,7 +401,19 @@ class GANModule(LightningModule):
     def _penalty_inputs(self, real: Tensor, real_c: Tensor | None) -> PenaltyInputs:
         """What the phases of one D step's real batch see (fakes are cached per batch)."""
         return PenaltyInputs(generator=self.generator, discriminator=self.discriminator, real=real,
-                             real_c=real_c, latent_sampler=lambda k: self._sample_latents(k, real_c))
+                             real_c=real_c, latent_sampler=lambda k: self._sample_latents(k, real_c),
+                             augment=self._augmented if self.augment is not None else None,
+                             reduce_mean=self._mean_over_processes)
+
+    def _augmented(self, images: Tensor) -> Tensor:
+        """``T(images)``, drawn from this process's own augmentation stream."""
+        return self.augment(images, generator=self._augment_rng)
+
+    def _sum_over_processes(self, value: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="sum") if self.trainer.world_size > 1 else value
+
+    def _mean_over_processes(self, value: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="mean") if self.trainer.world_size > 1 else value
 
     def _run_phase(self, phase: Phase, optimizer: Any, inputs: PenaltyInputs) -> None:
         self._set_trainable(phase.network)
@@ -395,6 +424,7 @@ class GANModule(LightningModule):
             self._accumulate(f"penalty/{type(reg).__name__}", penalty.detach())
             penalty = penalty * phase.gain if phase.gain != 1 else penalty
             loss = penalty if loss is None else loss + penalty
+        inputs.d_logits = None  # their graph is gone after this backward
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self._ddp:
@@ -409,17 +439,20 @@ class GANModule(LightningModule):
                 fake = self.generator(z, c)
             if self._first_check:
                 self._check_samples(fake, inputs.real)
-            real_logits = self.discriminator(inputs.real, inputs.real_c)
-            fake_logits = self.discriminator(fake, c)
+            real_logits = inputs.discriminate(inputs.real, inputs.real_c)
+            fake_logits = inputs.discriminate(fake, c)
             if self._first_check:
                 self._check_logits(real_logits, fake_logits, inputs.batch_size, z.shape[0])
             self._accumulate("logits/real", real_logits.detach().mean())
             self._accumulate("logits/fake", fake_logits.detach().mean())
+            inputs.d_logits = (real_logits, fake_logits)  # for penalties folded into Dmain (LeCam)
+            if self.augment is not None:
+                self.augment.observe(real_logits.detach())
             return self.loss_fn.discriminator_loss(real_logits, fake_logits)
-        fake_logits = self.discriminator(self.generator(z, c), c)
+        fake_logits = inputs.discriminate(self.generator(z, c), c)
         if self.loss_fn.generator_needs_real:  # a relativistic loss compares each fake with a real sample
             with torch.no_grad():
-                real_logits = self.discriminator(inputs.real, inputs.real_c)
+                real_logits = inputs.discriminate(inputs.real, inputs.real_c)
             return self.loss_fn.generator_loss(fake_logits, real_logits)
         return self.loss_fn.generator_loss(fake_logits)
 
@@ -448,6 +481,8 @@ class GANModule(LightningModule):
         self._check_finite()
         means = {name: total / self._loss_counts[name] for name, total in self._loss_sums.items()}
         means["progress/kimg"] = torch.tensor(self.kimg)
+        if self.augment is not None:
+            means.update({f"augment/{k}": v.float() for k, v in self.augment.summary().items()})
         self.log_dict(means, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
         self._loss_sums.clear()
         self._loss_counts.clear()
@@ -564,10 +599,17 @@ class GANModule(LightningModule):
             c = torch.nn.functional.one_hot(batch.to(self.device).long() % gen.c_dim, gen.c_dim).float()
         return gen(z, c)
 
+    def training_summary(self) -> dict[str, float]:
+        """The run's own state worth reporting next to its metrics: the augmentation's (``augment/p``, ...)."""
+        if self.augment is None:
+            return {}
+        return {f"augment/{k}": float(v) for k, v in self.augment.summary().items()}
+
     def on_train_end(self) -> None:
         self._check_finite()  # a run that diverged since the last log reports an error, not metrics
         self.final_metrics = self.evaluate_metrics()
-        if not self.final_metrics:
+        summary = self.training_summary()
+        if not self.final_metrics and not summary:
             return
         for logger in self.loggers:
             logger.log_metrics({f"final/{k}": v for k, v in self.final_metrics.items()}, step=self.trainer.global_step)
@@ -576,7 +618,7 @@ class GANModule(LightningModule):
             path = Path(log_dir) / "metrics.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"iteration": self.iteration, "kimg": self.kimg, **self.final_metrics,
-                                        **self.metric_notes}, indent=2))
+                                        **self.metric_notes, **summary}, indent=2))
             self.metrics_path = path
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -591,8 +633,11 @@ class GANModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         data = None if datamodule is None else datamodule_config(datamodule)
+        rng = _get_rng_state(self._latent_rng, self._augment_rng)
         checkpoint[_CKPT_KEY] = {
-            "version": _CKPT_VERSION, "rng": _get_rng_state(self._latent_rng),
+            "version": _CKPT_VERSION, "rng": rng,
+            # every process's streams (each draws its own latents): the file is written by rank 0 only
+            "rng_per_rank": _gather_from_ranks(rng),
             # how to rebuild the data, for `lightning-gan evaluate` (None: not readable from the datamodule)
             "data": data,
             # which distribution provided each plugin class, to say what to install where one is missing
@@ -608,24 +653,39 @@ class GANModule(LightningModule):
             # the counters continue the schedule only with the same split and the same Adam correction
             raise ConfigError(f"The checkpoint was trained with d_steps={trained} but this run has d_steps="
                               f"{self.d_steps}; resume with --model.d_steps={trained} to continue that run")
-        # RNG streams are restored when training (re)starts, after Lightning's sanity check.
-        self._pending_rng_state = state["rng"]
+        # RNG streams are restored when training (re)starts, after Lightning's sanity check; each process its
+        # own when the checkpoint has them for this many processes.
+        per_rank = state.get("rng_per_rank")
+        same_world = per_rank is not None and self._trainer is not None and len(per_rank) == self.trainer.world_size
+        self._pending_rng_state = per_rank[self.global_rank] if same_world else state["rng"]
 
 
-def _get_rng_state(latent_rng: torch.Generator | None) -> dict[str, Any]:
+def _gather_from_ranks(value: Any) -> list[Any]:
+    """``value`` of every process, in rank order (``[value]`` without a process group). Every process saves a
+    checkpoint together (Lightning's ``save_checkpoint`` ends in a barrier), so the collective is safe here."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def _get_rng_state(latent_rng: torch.Generator | None, augment_rng: torch.Generator | None = None) -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": random.getstate(),
         "latent": latent_rng.get_state() if latent_rng is not None else None,
+        "augment": augment_rng.get_state() if augment_rng is not None else None,
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any], latent_rng: torch.Generator | None) -> None:
+def _set_rng_state(state: Mapping[str, Any], latent_rng: torch.Generator | None,
+                   augment_rng: torch.Generator | None = None) -> None:
     torch.set_rng_state(state["torch"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -635,6 +695,26 @@ def _set_rng_state(state: Mapping[str, Any], latent_rng: torch.Generator | None)
         torch.cuda.set_rng_state_all(state["cuda"])
     if latent_rng is not None and state.get("latent") is not None:
         latent_rng.set_state(state["latent"])
+    if augment_rng is not None and state.get("augment") is not None:
+        augment_rng.set_state(state["augment"])
+
+
+def _in_turns(trainer: Any, work: Any, name: str, *, several: bool = True) -> None:
+    """``work()`` on every process, in turns: global rank 0, then the first process of every other node, then
+    the rest. What the first writes to a shared disk (e.g. the shapes classifier's cache) the others read; on
+    node-local disks one process per node writes it, never all of a node's processes at once. ``several``:
+    False runs ``work`` everywhere at once (nothing to share)."""
+    if trainer.world_size == 1 or not several:
+        work()
+        return
+    turn = 0 if trainer.is_global_zero else (1 if trainer.local_rank == 0 else 2)
+    for t in range(3):
+        if t == 1 and trainer.num_nodes == 1:
+            continue  # one node: nobody in the second turn (every process calls the same barriers)
+        if turn == t:
+            work()
+        if t < 2:
+            trainer.strategy.barrier(f"{name}.{t}")
 
 
 def _check_networks(generator: Any, discriminator: Any, spec: Any) -> None:

@@ -68,6 +68,7 @@ GROUPS: dict[str, tuple[str | None, str]] = {
     "architectures": ("lightning_gan.interfaces:ArchitectureSpec", "generator/discriminator pair builders"),
     "losses": ("lightning_gan.interfaces:AdversarialLoss", "adversarial losses"),
     "regularizers": ("lightning_gan.interfaces:Regularizer", "regularizers (R1, GP, path length, ...)"),
+    "augmentations": ("lightning_gan.interfaces:Augmentation", "discriminator augmentations (ADA, DiffAugment)"),
     "precision": ("lightning.pytorch.plugins.precision:Precision", "precision strategies"),
     "datasets": ("lightning.pytorch:LightningDataModule", "datamodules"),
     "metrics": ("lightning_gan.metrics.base:GeneratorMetric", "generator metrics (FID, KID, coverage, PPL, ...)"),
@@ -164,7 +165,8 @@ def distribution_problem(distribution: str) -> str:
 
 def _singular(group: str) -> str:
     return {"architectures": "architecture", "losses": "loss", "regularizers": "regularizer",
-            "datasets": "dataset", "recipes": "recipe", "metrics": "metric"}.get(group, group)
+            "augmentations": "augmentation", "datasets": "dataset", "recipes": "recipe",
+            "metrics": "metric"}.get(group, group)
 
 
 @dataclass(frozen=True)
@@ -551,7 +553,7 @@ class RecipeNeeds:
 
 
 # Keys whose plain string values are registry names (``loss: hinge``, ``regularizers: [r1]``, ``data: toy2d``).
-_NAME_KEYS = frozenset({"architecture", "loss", "regularizers", "metrics", "plugins", "data"})
+_NAME_KEYS = frozenset({"architecture", "loss", "regularizers", "augment", "metrics", "plugins", "data"})
 
 
 def _named_plugins(node: Any, key: str | None = None) -> Iterator[str]:

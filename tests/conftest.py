@@ -1,10 +1,17 @@
-"""Shared fixtures: temporary fake distributions on sys.path, registry isolation, quiet Lightning."""
+"""Shared fixtures: temporary fake distributions on sys.path, registry isolation, quiet Lightning; subprocesses
+that never outlive their test (``run_process``) and an environment without the machine's caches (``isolated_env``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import subprocess
 import sys
 import textwrap
+import tomllib
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,3 +80,56 @@ def make_trainer(tmp_path: Path, **kwargs: object) -> "pl.Trainer":
         default_root_dir=tmp_path)
     defaults.update(kwargs)
     return pl.Trainer(**defaults)
+
+
+# -- subprocesses ----------------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+PYTEST_TIMEOUT = float(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"])
+SUBPROCESS_TIMEOUT = 300  # a command's own limit, well below pytest's: a hung command is killed here, with its children
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s whole process group (started with ``start_new_session=True``: DDP ranks, DataLoader
+    workers, torchrun's children) and reap ``proc``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_process(args: list[str], *, timeout: float = SUBPROCESS_TIMEOUT, capture_output: bool = False,
+                check: bool = False, input: str | bytes | None = None, **kwargs: object) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a process group of its own that never outlives the call: on timeout (raising
+    ``TimeoutExpired`` as ``subprocess.run`` does) or any other exception, pytest-timeout's included, the whole group
+    is killed, so no child is left orphaned. ``timeout`` must stay below pytest's own."""
+    if not 0 < timeout < PYTEST_TIMEOUT:
+        raise ValueError(f"timeout must be in (0, {PYTEST_TIMEOUT}) s so that the command ends before pytest's limit, "
+                         f"got {timeout}")
+    if capture_output:
+        kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
+    if input is not None:
+        kwargs["stdin"] = subprocess.PIPE
+    proc = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_process_group(proc)
+        stdout, stderr = proc.communicate()
+        raise subprocess.TimeoutExpired(args, timeout, output=stdout, stderr=stderr) from None
+    except BaseException:
+        kill_process_group(proc)
+        raise
+    if check and proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, args, stdout, stderr)
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def isolated_env(root: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without the machine's caches: torch hub (``TORCH_HOME``: no Inception, LPIPS or
+    other weights a previous run left there) and lightning-gan's (``LIGHTNING_GAN_CACHE``) in empty folders under
+    ``root``, no ``LIGHTNING_GAN_INCEPTION_WEIGHTS``; plus ``extra``."""
+    env = dict(os.environ)
+    env["TORCH_HOME"] = str(root / ".torch")
+    env["LIGHTNING_GAN_CACHE"] = str(root / ".cache")
+    env.pop("LIGHTNING_GAN_INCEPTION_WEIGHTS", None)
+    env.update(extra)
+    return env

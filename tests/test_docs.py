@@ -39,13 +39,14 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from conftest import run_process  # tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
@@ -223,8 +224,8 @@ def run_checks(commands: list[DocCommand], workdir: Path) -> list[str | None]:
     run_dir = workdir / "run"
     run_dir.mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), str(spec), str(run_dir)],
-                          capture_output=True, text=True, timeout=600, env=env)
+    done = run_process([sys.executable, "-c", script, str(Path(__file__).parent), str(spec), str(run_dir)],
+                       capture_output=True, text=True, timeout=450, env=env)
     results = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULTS ")]
     assert done.returncode == 0 and results, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(results[-1][len("RESULTS "):])
@@ -240,6 +241,28 @@ def test_every_relative_link_and_picture_of_the_docs_exists() -> None:
             if not (path.parent / target.split("#")[0]).exists():
                 missing.append(f"{path.relative_to(ROOT)}: {target}")
     assert not missing, missing
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)}
+
+
+def test_every_link_to_a_section_of_the_docs_finds_it() -> None:
+    broken, links = [], 0
+    for path in doc_files():
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target) or "#" not in target:
+                continue
+            page, anchor = target.split("#", 1)
+            dest = path.parent / page if page else path
+            links += 1
+            if dest.suffix == ".md" and dest.is_file() and anchor not in heading_anchors(dest):
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    assert links >= 10 and not broken, broken
 
 
 def test_the_extractor_finds_commands_as_a_reader_sees_them() -> None:

@@ -1,4 +1,4 @@
-"""Diagnostics: the mechanisms of DESIGN.md as small documented functions checked against closed forms.
+"""Diagnostics: the mechanisms of docs/theory.md as small documented functions checked against closed forms.
 
 Importing this package imports no plugin.
 """

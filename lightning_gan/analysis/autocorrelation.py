@@ -1,4 +1,6 @@
-"""Lag-1 autocorrelation of 2-D maps: an AR(1) fit testing the i.i.d. per-pixel noise assumption (DESIGN mechanism 7).
+"""Lag-1 autocorrelation of 2-D maps: an AR(1) fit testing the i.i.d. per-pixel noise assumption.
+
+Theory and papers: docs/theory.md#per-pixel-noise-and-its-ar1-fit.
 
 StyleGAN's per-pixel noise inputs are meant to be i.i.d.; textures and feature maps are not. An AR(1)
 fit along rows or columns, ``phi_hat = sum x_t x_{t-1} / sum x_{t-1}^2`` after removing the mean, is ~0

@@ -1,9 +1,10 @@
 """Demodulation check: activation variance ratios through the modulated convolutions of a style-based generator.
 
-Weight demodulation (StyleGAN2, DESIGN item 6) scales the modulated weights ``w'_oik = s_i w_oik`` of each
+Weight demodulation (StyleGAN2) scales the modulated weights ``w'_oik = s_i w_oik`` of each
 output channel ``o`` by ``d_o = 1 / sqrt(sum_{i,k} w'_oik^2 + eps)``. For inputs that are i.i.d. with unit
 variance, an output channel is a sum of independent terms with variance ``sum_{i,k} w'_oik^2``, so after
-demodulation ``Var(y_o) = Var(x)``: whatever the styles, the layer neither amplifies nor attenuates.
+demodulation ``Var(y_o) = Var(x)``: whatever the styles, the layer neither amplifies nor attenuates
+(docs/theory.md#modulation-and-demodulation).
 ``activation_variance_ratios`` measures how well that holds inside a real generator, where the inputs are
 leaky-ReLU activations plus noise (neither zero-mean nor independent), by running the generator on seeded
 latents and recording, for every modulated convolution, ``Var(output) / Var(input)``.

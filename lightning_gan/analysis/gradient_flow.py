@@ -1,4 +1,6 @@
-"""How much gradient the discriminator loss sends to each layer, with and without R1 (DESIGN mechanism 11).
+"""How much gradient the discriminator loss sends to each layer, with and without R1.
+
+Theory and papers: docs/theory.md#hinge-vs-non-saturating-gradient-flow.
 
 Hinge and non-saturating logistic losses differ in where their gradient vanishes: the logistic loss
 weights every sample by ``sigmoid(-D(x_real))`` or ``sigmoid(D(x_fake))`` (small once D is confident),

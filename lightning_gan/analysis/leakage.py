@@ -1,8 +1,8 @@
 """Class leakage of conditional batch norm: a closed form for two Gaussian classes and a trained-model measurement.
 
 Batch norm with batch statistics normalizes every sample with the mean and variance of its whole batch, so
-in a mixed-class batch each sample's output depends on the other classes in the batch (DESIGN.md
-mechanism 9). Two ways to see how much:
+in a mixed-class batch each sample's output depends on the other classes in the batch
+(docs/theory.md#class-leakage-of-conditional-batch-norm). Two ways to see how much:
 
 **Closed form** (one feature channel; BN normalizes each channel on its own). Class A (the majority) has
 features ``x ~ N(mu_A, sigma^2)``, class B (the minority) ``x ~ N(mu_B, sigma^2)``, ``Delta = mu_B - mu_A``;

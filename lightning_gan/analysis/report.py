@@ -154,7 +154,7 @@ def networks_from_config(config: str | os.PathLike[str]) -> Networks:
 def stability_summary(generator: nn.Module, discriminator: nn.Module, real: Tensor, real_c: Tensor | None,
                       z: Tensor, c: Tensor | None, lrs: dict[str, float], alpha: float, *,
                       iterations: int = 20) -> dict[str, float]:
-    """The linearized game (DESIGN mechanism 1) at the networks' current weights.
+    """The linearized game (docs/theory.md#stability-of-the-linearized-game) at the networks' current weights.
 
     ``s_max`` is estimated as ``|J_D| |J_G|``: the spectral norms of D's input Jacobian at ``real`` and of G's
     Jacobian at ``z`` (power iteration, the largest over the batch's samples), i.e. a bound on the gain of

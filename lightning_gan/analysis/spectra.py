@@ -20,7 +20,7 @@ Units and conventions (every function here shares them):
   spreading each peak over about +-2 neighbouring frequencies. Compare real and generated images with the
   same setting.
 
-Structure vs texture (the spectral-normalization question of DESIGN item 3): ``energy_split`` gives the share
+Structure vs texture (docs/theory.md#spectral-normalization-structure-and-texture): ``energy_split`` gives the share
 of the non-DC energy at frequencies at or below a cutoff (default 0.25 cycles/pixel, half the Nyquist
 frequency: shapes, layout, smooth shading = "structure") and above it (edges, fine patterns, noise =
 "texture"). ``spectral_gap`` measures how far a generator's radial spectrum lies from the data's, in decades.

@@ -1,4 +1,6 @@
-"""Stability of the linearized two-player game, and the spectral norms that set it (DESIGN mechanism 1).
+"""Stability of the linearized two-player game, and the spectral norms that set it.
+
+Theory and papers: docs/theory.md#stability-of-the-linearized-game.
 
 Near an equilibrium, simultaneous gradient descent-ascent on
 ``L(x, y) = alpha/2 |x|^2 + x^T S y - alpha/2 |y|^2`` (G descends on x, D ascends on y; alpha >= 0 is

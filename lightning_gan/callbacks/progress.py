@@ -1,9 +1,9 @@
 """GANProgressBar: Lightning's rich progress bar showing kimg and GANModule's phase losses compactly.
 
 GANModule logs ``loss/Dmain``, ``loss/Dreg``, ``loss/Gmain``, ``loss/Greg``, ``penalty/<Regularizer>``,
-``logits/real``, ``logits/fake`` and ``progress/kimg`` to the progress bar every
-``log_every_n_iterations`` iterations; this bar shows them as
-``kimg: 12.3/50 · D: 1.23 · G: 0.713 · R1: 0.0512 · D(x): 1.9 · D(G(z)): -2.1`` and reads kimg from the
+``logits/real``, ``logits/fake``, ``progress/kimg`` and, with an augmentation, its figures (``augment/p``,
+``augment/rt`` for ADA) to the progress bar every ``log_every_n_iterations`` iterations; this bar shows them as
+``kimg: 12.3/50 · D: 1.23 · G: 0.713 · R1: 0.0512 · D(x): 1.9 · D(G(z)): -2.1 · p: 0.12 · rt: 0.61`` and reads kimg from the
 module itself, so it is current on every redraw. Redraws and metric updates happen at most
 ``refresh_rate`` times per second: a fast toy run pays one clock read per batch.
 
@@ -61,7 +61,8 @@ def format_gan_metrics(metrics: Mapping[str, Any], *, kimg: float | None = None,
 
     ``kimg`` defaults to ``metrics["progress/kimg"]``; with ``total_kimg`` it reads ``"12.3/50"``.
     Losses become ``D``, ``Dreg``, ``G``, ``Greg``; ``penalty/R1`` becomes ``R1``; mean logits
-    ``D(x)`` and ``D(G(z))``; other metrics keep their names; ``v_num`` is dropped.
+    ``D(x)`` and ``D(G(z))``; the augmentation's ``augment/p`` becomes ``p``; other metrics keep their names;
+    ``v_num`` is dropped.
     """
     if kimg is None and "progress/kimg" in metrics:
         kimg = float(metrics["progress/kimg"])
@@ -78,8 +79,11 @@ def format_gan_metrics(metrics: Mapping[str, Any], *, kimg: float | None = None,
         if name in metrics:
             items[short] = _number(metrics[name])
     for name, value in metrics.items():
+        if name.startswith("augment/"):
+            items[name[len("augment/"):]] = _number(value)
+    for name, value in metrics.items():
         if name not in _SHORT_NAMES and name not in _LOGIT_NAMES and name not in _HIDDEN \
-                and not name.startswith("penalty/"):
+                and not name.startswith(("penalty/", "augment/")):
             items[name] = _number(value)
     return items
 

@@ -26,6 +26,13 @@ is that function. Optional per row: ``batch_size`` (per process, what ``--data.b
 of ``d_steps``) and ``lr`` (both networks' learning rate, corrected for lazy regularization like the run's
 own). A row without them keeps the previous row's values, or the run's own.
 
+Batch sizes the discriminator accepts. A discriminator that needs particular batch sizes (ProGAN's minibatch
+standard deviation: groups of ``mbstd_group`` samples must divide the batch) may define
+``batch_size_problem(batch_size: int) -> str | None``: None when it accepts batches of that many samples, else
+the reason. At fit start every row's batch size (its own, an earlier row's, else the datamodule's
+``batch_size``) is split into the ``d_steps`` discriminator steps and asked; a refusal ends the run in one line
+naming the row. A discriminator without the method accepts every size.
+
 Determinism. The stage is a pure function of ``GANModule.images_seen``, the real images shown to D by all
 processes together: every DDP process switches stage and alpha on the same iteration, and a resumed run (also
 one resumed mid-fade) continues with the stage, alpha and learning rate the uninterrupted run had. The
@@ -57,7 +64,7 @@ resolution, and figures from every stage compare against the same target; grids 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -216,18 +223,36 @@ class GrowthSchedule:
     def has_batch_sizes(self) -> bool:
         return any(r.batch_size is not None for r in self.rows)
 
-    def check(self, resolutions: Sequence[int], *, architecture: str = "the architecture", d_steps: int = 1) -> None:
-        """Raise a one-line ``ConfigError`` unless the rows are ``resolutions`` and batch sizes split in ``d_steps``."""
+    def check(self, resolutions: Sequence[int], *, architecture: str = "the architecture", d_steps: int = 1,
+              batch_size_problem: Callable[[int], str | None] | None = None, data_batch_size: int | None = None,
+              discriminator: str = "the discriminator") -> None:
+        """Raise a one-line ``ConfigError`` unless the rows are ``resolutions`` and every stage's batch suits D.
+
+        Each row's batch size (its own, an earlier row's, else ``data_batch_size``) must split into ``d_steps``
+        equal discriminator steps, and ``batch_size_problem(batch_size / d_steps)`` (the discriminator's, when
+        it has one: module docstring) must return None.
+        """
         resolutions = tuple(int(r) for r in resolutions)
         if self.resolutions != resolutions:
             raise ConfigError(f"ProgressiveGrowing schedule resolutions {', '.join(map(str, self.resolutions))} must "
                               f"be {architecture}'s stages in order from its first: "
                               f"{', '.join(map(str, resolutions))} (one row each)")
+        size, source = data_batch_size, "the data"
         for i, row in enumerate(self.rows):
-            if row.batch_size is not None and row.batch_size % d_steps:
-                raise ConfigError(f"ProgressiveGrowing schedule row {i + 1} (resolution {row.resolution}): batch_size "
-                                  f"{row.batch_size} cannot be split into --model.d_steps={d_steps} equal "
+            where = f"ProgressiveGrowing schedule row {i + 1} (resolution {row.resolution})"
+            own = row.batch_size is not None
+            if own:
+                size, source = row.batch_size, f"row {i + 1}"
+            if size is None:
+                continue
+            what = f"batch_size {size}" + ("" if own else f" (from {source})")
+            if size % d_steps:
+                raise ConfigError(f"{where}: {what} cannot be split into --model.d_steps={d_steps} equal "
                                   f"discriminator steps; use a multiple of {d_steps}")
+            problem = batch_size_problem(size // d_steps) if batch_size_problem is not None else None
+            if problem:
+                per_step = f" ({size // d_steps} per discriminator step)" if d_steps > 1 else ""
+                raise ConfigError(f"{where}: {what}{per_step} does not suit {discriminator}: {problem}")
 
     def __repr__(self) -> str:
         return f"GrowthSchedule({[r._asdict() for r in self.rows]})"
@@ -287,9 +312,13 @@ class ProgressiveGrowing(Callback):
         spec = getattr(pl_module, "spec", None)
         name = type(spec).__name__ if spec is not None else None
         require_growable(generator, discriminator, architecture=name)
-        self.schedule.check(generator.resolutions, d_steps=int(getattr(pl_module, "d_steps", 1)),
-                            architecture=f"architecture {name}" if name else "the architecture")
         datamodule = getattr(trainer, "datamodule", None)
+        data_batch_size = getattr(datamodule, "batch_size", None)
+        self.schedule.check(generator.resolutions, d_steps=int(getattr(pl_module, "d_steps", 1)),
+                            architecture=f"architecture {name}" if name else "the architecture",
+                            batch_size_problem=getattr(discriminator, "batch_size_problem", None),
+                            data_batch_size=data_batch_size if isinstance(data_batch_size, int) else None,
+                            discriminator=type(discriminator).__name__)
         if datamodule is None or not callable(getattr(datamodule, "serve_stage", None)):
             what = "no datamodule" if datamodule is None else f"datamodule {type(datamodule).__name__}"
             raise ConfigError(f"ProgressiveGrowing needs a datamodule that serves images at the stage's resolution, "

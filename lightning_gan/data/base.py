@@ -274,22 +274,31 @@ class GANDataModule(ProgressiveData, LightningDataModule):
         num_predict: how many seeds ``predict`` turns into samples.
         balance_classes: training batches hold every class in equal shares (``ClassBalancedSampler``: minority
             classes oversampled), instead of a plain shuffle; needs labels (``train_labels``).
+        holdout: real images kept out of training, in ``heldout_dataset`` (for ``OverfittingMonitor``); 0: none.
+            Subclasses that support it say where the images come from; the others refuse a non-zero value.
     """
 
     data_shape: tuple[int, ...]
     num_classes: int = 0
+    supports_holdout: bool = False
 
     def __init__(self, *, batch_size: int = 64, num_workers: int = 0, seed: int = 0, num_predict: int = 64,
-                 balance_classes: bool = False) -> None:
+                 balance_classes: bool = False, holdout: int = 0) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
+            raise ValueError(f"holdout must be an integer >= 0 (images kept out of training), got {holdout!r}")
+        if holdout and not self.supports_holdout:
+            raise ConfigError(f"{type(self).__name__} cannot hold images out of training; drop holdout")
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.num_predict = int(num_predict)
         self.balance_classes = bool(balance_classes)
+        self.holdout = int(holdout)
         self.train_dataset: Dataset | None = None
+        self.heldout_dataset: Dataset | None = None  # set by setup when holdout > 0
 
     def train_labels(self) -> Tensor | None:
         """[N] class index of every training sample: the dataset's ``labels`` (or a ``TensorPairDataset``'s
@@ -311,6 +320,20 @@ class GANDataModule(ProgressiveData, LightningDataModule):
                                   f"balanced batches need a label per sample")
             labels = labels.repeat(n // len(labels))
         return labels
+
+    def class_shares(self) -> Tensor | None:
+        """[num_classes] share of each class in the training batches the loader serves (what GANModule's
+        conditions follow): ``count_k / N`` over ``train_labels()``, or with ``balance_classes`` equal shares of the
+        classes present (``ClassBalancedSampler``); None without labels or classes."""
+        if self.num_classes < 1:
+            return None
+        labels = self.train_labels()
+        if labels is None or not len(labels):
+            return None
+        counts = torch.bincount(labels, minlength=self.num_classes)[:self.num_classes].double()
+        if self.balance_classes:
+            counts = (counts > 0).double()
+        return counts / counts.sum() if counts.sum() > 0 else None
 
     def _shuffle_sampler(self, dataset: Dataset) -> Sampler[int]:
         if not self.balance_classes:

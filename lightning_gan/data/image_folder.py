@@ -294,6 +294,8 @@ def _scan(source: ImageSource, names: Sequence[str], *, full: bool) -> tuple[lis
 class ImageFolderDataModule(GANDataModule):
     """Images from a folder (recursive) or a .zip, as ``(x [N, C, R, R] in [-1, 1], label [N] int64)`` batches.
 
+    ``holdout=N`` keeps N of the images out of training (``heldout_dataset``), for ``OverfittingMonitor``.
+
     Each image is made upright (EXIF), converted to ``channels`` (transparency composited over the grey
     ``alpha_background``), center-cropped to a square and resized to ``resolution`` (Lanczos); details in
     the module docstring.
@@ -305,6 +307,8 @@ class ImageFolderDataModule(GANDataModule):
     Unreadable files are skipped at ``setup`` with one warning that names each of them; a missing path
     raises ``FileNotFoundError``, a path with no readable image ``ValueError``.
     """
+
+    supports_holdout = True
 
     def __init__(
         self,
@@ -322,6 +326,7 @@ class ImageFolderDataModule(GANDataModule):
         seed: int = 0,
         num_predict: int = 64,
         balance_classes: bool = False,
+        holdout: int = 0,
     ) -> None:
         """
         Args:
@@ -339,9 +344,11 @@ class ImageFolderDataModule(GANDataModule):
             num_predict: how many samples ``predict`` generates.
             balance_classes: training batches hold every class in equal shares (labelled data only; minority
                 classes oversampled; ``lightning_gan.data.base.ClassBalancedSampler``).
+            holdout: this many of the images (drawn with ``seed``, after ``max_images``) are kept out of training,
+                in ``heldout_dataset`` (never mirrored), for ``OverfittingMonitor``; 0: none.
         """
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict,
-                         balance_classes=balance_classes)
+                         balance_classes=balance_classes, holdout=holdout)
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if resolution < 1:
@@ -419,16 +426,30 @@ class ImageFolderDataModule(GANDataModule):
             rng = np.random.default_rng(self.seed)
             keep = np.sort(rng.choice(len(files), size=self.max_images, replace=False))
             files = [files[i] for i in keep]
+        heldout: list[str] = []
+        if self.holdout:
+            if self.holdout >= len(files):
+                raise ConfigError(f"holdout={self.holdout} would keep every one of the {len(files)} images in "
+                                  f"{self.path!r} out of training; hold out fewer (e.g. {max(1, len(files) // 10)})")
+            rng = np.random.default_rng(self.seed + 1)
+            out = set(rng.choice(len(files), size=self.holdout, replace=False).tolist())
+            heldout = [f for i, f in enumerate(files) if i in out]
+            files = [f for i, f in enumerate(files) if i not in out]
         label_map = self.label_map()
-        labels = None
-        if label_map is not None:
-            missing = [f for f in files if f not in label_map]
+
+        def labels_of(names: list[str]) -> list[int] | None:
+            if label_map is None:
+                return None
+            missing = [f for f in names if f not in label_map]
             if missing:
                 raise ValueError(
                     f"{len(missing)} image(s) in {self.path!r} have no label in the labels file, e.g. {missing[:5]}"
                 )
-            labels = [label_map[f] for f in files]
-        self.train_dataset = ImageFolderDataset(
-            source=source, files=files, labels=labels, resolution=self.resolution, channels=self.channels,
-            mirror=self.mirror, alpha_background=self.alpha_background,
-        )
+            return [label_map[f] for f in names]
+
+        common = dict(source=source, resolution=self.resolution, channels=self.channels,
+                      alpha_background=self.alpha_background)
+        self.train_dataset = ImageFolderDataset(files=files, labels=labels_of(files), mirror=self.mirror, **common)
+        if heldout:
+            self.heldout_dataset = ImageFolderDataset(files=heldout, labels=labels_of(heldout), mirror=False,
+                                                      **common)

@@ -376,6 +376,8 @@ class ShapesDataset(Dataset):
 class ShapesDataModule(GANDataModule):
     """Procedural labelled shapes (see the module docstring), the default data of the image recipes."""
 
+    supports_holdout = True
+
     def __init__(
         self,
         *,
@@ -390,6 +392,7 @@ class ShapesDataModule(GANDataModule):
         num_predict: int = 64,
         class_proportions: list[float] | None = None,
         balance_classes: bool = False,
+        holdout: int = 0,
     ) -> None:
         """
         Args:
@@ -406,9 +409,11 @@ class ShapesDataModule(GANDataModule):
                 1; e.g. ``[0.05, 0.19, 0.19, 0.19, 0.19, 0.19]`` for a 5% circle class); None: equal shares.
             balance_classes: training batches hold every class in equal shares (minority classes
                 oversampled; ``lightning_gan.data.base.ClassBalancedSampler``).
+            holdout: this many further images of the same distribution (data seed ``seed + 1``: none of them is a
+                training image) in ``heldout_dataset``, for ``OverfittingMonitor``; 0: none.
         """
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, num_predict=num_predict,
-                         balance_classes=balance_classes)
+                         balance_classes=balance_classes, holdout=holdout)
         check_image_args(resolution, channels, num_samples)
         self.resolution = int(resolution)
         self.channels = int(channels)
@@ -421,11 +426,11 @@ class ShapesDataModule(GANDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None:
-            self.train_dataset = ShapesDataset(
-                num_samples=self.num_samples, resolution=self.resolution, channels=self.channels,
-                classes=self.classes, size_range=self.size_range, seed=self.seed,
-                class_proportions=self.class_proportions,
-            )
+            args = dict(resolution=self.resolution, channels=self.channels, classes=self.classes,
+                        size_range=self.size_range, class_proportions=self.class_proportions)
+            self.train_dataset = ShapesDataset(num_samples=self.num_samples, seed=self.seed, **args)
+            if self.holdout:
+                self.heldout_dataset = ShapesDataset(num_samples=self.holdout, seed=self.seed + 1, **args)
 
     def factors(self, indices: Sequence[int] | Tensor) -> ShapeFactors:
         """The factors of training images ``indices`` (for probes and classifiers trained on the factors)."""

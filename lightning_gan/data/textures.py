@@ -1,9 +1,9 @@
 """Procedural high-frequency textures: texture-heavy image data, rendered on the fly, deterministic by index.
 
 The counterpart of ``shapes`` (structure-heavy: smooth shapes on flat backgrounds) for the spectral questions
-of DESIGN item 3: most of the energy of these images lies above 0.25 cycles per pixel (see
-``lightning_gan.analysis.spectra.energy_split``). Each image mixes two random colours, a bright one
-(HSV value >= 0.7) and a dark one (value <= 0.3), by a pattern ``t`` in [0, 1]:
+of docs/theory.md#spectral-normalization-structure-and-texture: most of the energy of these images lies above
+0.25 cycles per pixel (see ``lightning_gan.analysis.spectra.energy_split``). Each image mixes two random
+colours, a bright one (HSV value >= 0.7) and a dark one (value <= 0.3), by a pattern ``t`` in [0, 1]:
 ``image = dark + (bright - dark) * t``, mapped to [-1, 1]. Patterns (``TEXTURES``), in pixel coordinates
 ``(x, y)`` of pixel centres:
 

@@ -1,4 +1,4 @@
-"""Dynamic loss scaling for one network, with the underflow rule of DESIGN.md's mechanism 10.
+"""Dynamic loss scaling for one network, with an underflow rule (docs/theory.md#dynamic-loss-scaling).
 
 A network's loss is multiplied by the scale ``S`` before its backward pass, so that small gradients
 computed in float16 stay above fp16's smallest normal number ``2**-14``; its gradients are divided by

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -16,8 +17,13 @@ from torch import Tensor
 from lightning_gan.interfaces import Discriminator, PenaltyInputs, Regularizer
 
 
-def input_gradient_sq_norm(discriminator: Discriminator, x: Tensor, c: Tensor | None) -> Tensor:
-    """Per-sample ``||d D(x_n) / d x_n||^2``, [N], differentiable w.r.t. the discriminator's parameters."""
+def input_gradient_sq_norm(discriminator: Discriminator, x: Tensor, c: Tensor | None, *,
+                           augment: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Per-sample ``||d D(x_n) / d x_n||^2``, [N], differentiable w.r.t. the discriminator's parameters.
+
+    With ``augment`` (a differentiable transform T), the gradient of ``D(T(x))`` w.r.t. the un-augmented ``x``
+    (StyleGAN2-ADA's R1 on augmented reals).
+    """
     x = x.detach()
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
@@ -25,7 +31,9 @@ def input_gradient_sq_norm(discriminator: Discriminator, x: Tensor, c: Tensor | 
     # The whole penalty, its backward included, outside autocast: under autocast even the backward's matmuls
     # would be recast to float16 (the autograd engine runs them with the caller's autocast state).
     with torch.autocast(device_type=x.device.type, enabled=False):
-        logits = discriminator(x, c, force_fp32=True) if _takes_force_fp32(type(discriminator)) else discriminator(x, c)
+        seen = augment(x) if augment is not None else x
+        logits = discriminator(seen, c, force_fp32=True) if _takes_force_fp32(type(discriminator)) \
+            else discriminator(seen, c)
         (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
         return grad.square().flatten(1).sum(1)  # [N]
 
@@ -53,7 +61,8 @@ class R1(Regularizer):
         self.gamma = float(gamma)
 
     def forward(self, inputs: PenaltyInputs) -> Tensor:
-        return 0.5 * self.gamma * input_gradient_sq_norm(inputs.discriminator, inputs.real, inputs.real_c).mean()
+        return 0.5 * self.gamma * input_gradient_sq_norm(inputs.discriminator, inputs.real, inputs.real_c,
+                                                            augment=inputs.augment).mean()
 
 
 class R2(Regularizer):
@@ -72,7 +81,7 @@ class R2(Regularizer):
 
     def forward(self, inputs: PenaltyInputs) -> Tensor:
         fake, fake_c = inputs.fakes()
-        return 0.5 * self.gamma * input_gradient_sq_norm(inputs.discriminator, fake, fake_c).mean()
+        return 0.5 * self.gamma * input_gradient_sq_norm(inputs.discriminator, fake, fake_c, augment=inputs.augment).mean()
 
 
 class GradientPenalty(Regularizer):
@@ -101,5 +110,6 @@ class GradientPenalty(Regularizer):
             fake = inputs.generator(z, inputs.real_c)
         eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
         x_hat = eps * real + (1.0 - eps) * fake.to(real.dtype)
-        norm = input_gradient_sq_norm(inputs.discriminator, x_hat, inputs.real_c).add(1e-12).sqrt()
+        norm = input_gradient_sq_norm(inputs.discriminator, x_hat, inputs.real_c,
+                                      augment=inputs.augment).add(1e-12).sqrt()
         return self.weight * (norm - self.target).square().mean()

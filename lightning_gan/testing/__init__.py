@@ -1,6 +1,7 @@
 """Testing kit for plugin authors: conformance checks and a tiny architecture for fast tests.
 
-``check_architecture``, ``check_growable``, ``check_loss``, ``check_regularizer``, ``check_precision``,
+``check_architecture``, ``check_growable``, ``check_loss``, ``check_regularizer``, ``check_augmentation``,
+``check_precision``,
 ``check_datamodule``, ``check_metric`` and ``check_recipe`` exercise a plugin (or a recipe) the way
 lightning-gan uses it and raise ``ConformanceError`` (an ``AssertionError``) naming the broken
 promise; ``TinyArchitecture`` is a few-parameter MLP pair on vectors to test losses, regularizers,
@@ -11,6 +12,7 @@ images that grows progressively (4 -> 8 -> 16 px by default).
 from lightning_gan.testing.conformance import (
     ConformanceError,
     check_architecture,
+    check_augmentation,
     check_datamodule,
     check_growable,
     check_loss,
@@ -37,6 +39,7 @@ __all__ = [
     "TinyGrowableDiscriminator",
     "TinyGrowableGenerator",
     "check_architecture",
+    "check_augmentation",
     "check_datamodule",
     "check_growable",
     "check_loss",

@@ -5,14 +5,15 @@ instance all work), exercises the contract of ``lightning_gan.interfaces`` the w
 and raises :class:`ConformanceError` (an ``AssertionError``, so pytest reports it as a failed test)
 with a message that says which promise is broken::
 
-    from lightning_gan.testing import (check_architecture, check_datamodule, check_growable, check_loss,
-                                       check_metric, check_precision, check_recipe, check_regularizer)
+    from lightning_gan.testing import (check_architecture, check_augmentation, check_datamodule, check_growable,
+                                       check_loss, check_metric, check_precision, check_recipe, check_regularizer)
 
     def test_my_plugin():
         check_architecture(MyArchitecture(resolution=16, base_channels=4))
         check_growable(MyArchitecture(resolution=16, base_channels=4))  # only for one that grows progressively
         check_loss("my_loss")
         check_regularizer("my_penalty", architecture=MyArchitecture(resolution=16, base_channels=4))
+        check_augmentation("my_augment")          # shapes, gradients, its random stream, state, a tiny fit
         check_precision("my_precision")          # trains a tiny GAN with it for a few iterations
         check_datamodule(MyData(batch_size=8))   # the attributes and batches lightning-gan reads
         check_metric("my_metric")                # on a tiny generator and toy data (or pass your own)
@@ -43,6 +44,7 @@ from lightning_gan import registry
 from lightning_gan.interfaces import (
     AdversarialLoss,
     ArchitectureSpec,
+    Augmentation,
     Discriminator,
     Generator,
     NetworkPair,
@@ -55,6 +57,7 @@ from lightning_gan.ops.growth import downsample_average, upsample_nearest
 __all__ = [
     "ConformanceError",
     "check_architecture",
+    "check_augmentation",
     "check_datamodule",
     "check_growable",
     "check_loss",
@@ -686,6 +689,76 @@ def check_regularizer(reg_or_name: Regularizer | str | dict[str, Any], *,
         d.requires_grad_(True)
     _roundtrip_config(label, "regularizers", reg)
     return reg
+
+
+# -- augmentations -----------------------------------------------------------------------------------
+def check_augmentation(augment_or_name: Augmentation | str | dict[str, Any], *, channels: Sequence[int] = (1, 3),
+                       resolution: int = 16, batch_size: int = 6, iterations: int = 3, seed: int = 0) -> Augmentation:
+    """Check a discriminator-augmentation plugin; return it.
+
+    Checks: it is an ``Augmentation``; on images [N, C, R, R] in [-1, 1] for each of ``channels`` it returns a finite
+    tensor of the same shape and dtype; gradients flow through it to its input (at least one non-zero input
+    gradient); the same ``torch.Generator`` state draws the same transforms (the ``generator`` argument is used,
+    so every process can draw its own and a resumed run continues the stream); ``observe``, ``update`` (with a
+    ``reduce`` that sums over a single process) and ``summary`` (scalar tensors) work; its ``state_dict`` loads with
+    ``torch.load(weights_only=True)`` and back; ``config()`` round-trips; and a GANModule with it trains
+    ``iterations`` iterations of a tiny image GAN.
+
+    Args:
+        augment_or_name: an Augmentation, a registered name, an import path or a config mapping.
+        channels: the image channel counts to try.
+        resolution: side of the test images.
+        batch_size: images per test batch.
+        iterations: GAN iterations of the tiny fit (0 skips it).
+        seed: seed of every random draw in the check.
+    """
+    augment = _resolve("augmentations", augment_or_name)
+    label = type(augment).__name__
+    if not isinstance(augment, Augmentation):
+        raise _fail(label, "it is not a lightning_gan.interfaces.Augmentation (subclass it)")
+    device = torch.device("cpu")
+    with _seeded(seed, device):
+        for c in channels:
+            x = (torch.rand(batch_size, c, resolution, resolution) * 2 - 1).requires_grad_(True)
+            rng = torch.Generator().manual_seed(seed)
+            y = _check_tensor(label, f"augment(images [N, {c}, {resolution}, {resolution}])",
+                              _call(label, "augment(images, generator)", augment, x, rng),
+                              (batch_size, c, resolution, resolution))
+            if y.dtype != x.dtype:
+                raise _fail(label, f"it returned {y.dtype} for {x.dtype} images; keep the dtype")
+            if not torch.isfinite(y).all():
+                raise _fail(label, f"it returned non-finite values for {c}-channel images in [-1, 1]")
+            if not y.requires_grad:
+                raise _fail(label, "its output has no autograd graph: the transforms must be differentiable "
+                                   "(G is trained through them)")
+            (grad,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
+            if grad is None or not torch.isfinite(grad).all() or not grad.abs().sum() > 0:
+                raise _fail(label, "no finite, non-zero gradient reaches the input images through it")
+            again = augment(x.detach(), torch.Generator().manual_seed(seed))
+            if not torch.equal(again, augment(x.detach(), torch.Generator().manual_seed(seed))):
+                raise _fail(label, "two calls with generators in the same state drew different transforms: draw "
+                                   "every random number from the `generator` argument")
+        _call(label, "observe(real_logits)", augment.observe, torch.randn(batch_size))
+        _call(label, "update(images=..., reduce=...)", lambda: augment.update(images=batch_size, reduce=lambda t: t))
+        summary = _call(label, "summary()", augment.summary)
+        if not isinstance(summary, Mapping) or not all(isinstance(v, Tensor) and v.numel() == 1
+                                                       for v in summary.values()):
+            raise _fail(label, f"summary() must return {{name: scalar tensor}}, got {summary!r}")
+        state = _check_weights_only_state(label, "its state_dict()", augment.state_dict())
+        copy.deepcopy(augment).load_state_dict(state)
+    _roundtrip_config(label, "augmentations", augment)
+    if iterations:
+        from lightning_gan.data.shapes import ShapesDataModule
+        from lightning_gan.module import GANModule
+        from lightning_gan.testing.tiny import TinyGrowableArchitecture
+
+        with _seeded(seed, device):
+            module = GANModule(architecture=TinyGrowableArchitecture(resolutions=(8, 16), channels=3),
+                               augment=copy.deepcopy(augment), metrics=[], ema_kimg=None)
+            datamodule = ShapesDataModule(resolution=16, channels=3, num_samples=batch_size * iterations,
+                                          batch_size=batch_size)
+            _tiny_fit(label, module, datamodule, iterations=iterations, plugins=[])
+    return augment
 
 
 # -- precision plugins ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import isolated_env, run_process  # tests/conftest.py
 from lightning_gan import registry
 
 pytestmark = pytest.mark.slow
@@ -87,13 +88,11 @@ def stranger_site(root: Path, *, broken: bool = False) -> Path:
 
 
 def run(args: list[str], cwd: Path, site: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["LIGHTNING_GAN_CACHE"] = str(cwd / ".cache")  # no Inception weights, no cached classifier
-    env.pop("LIGHTNING_GAN_INCEPTION_WEIGHTS", None)
+    env = isolated_env(cwd)  # no Inception or other weights from this machine's caches, no cached classifier
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "lightning_gan.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_process([sys.executable, "-m", "lightning_gan.cli", *args], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=timeout)
 
 
 def test_recipes_and_plugins_listing(tmp_path) -> None:

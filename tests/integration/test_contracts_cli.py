@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import isolated_env, run_process  # tests/conftest.py
+
 pytestmark = pytest.mark.slow
 
 PLUGIN_SOURCE = '''
@@ -130,12 +132,11 @@ def plugin_site(root: Path) -> Path:
 
 
 def run(args: list[str], cwd: Path, site: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["LIGHTNING_GAN_CACHE"] = str(cwd / ".cache")
+    env = isolated_env(cwd)
     if site is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "lightning_gan.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_process([sys.executable, "-m", "lightning_gan.cli", *args], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=300)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from conftest import isolated_env, run_process  # tests/conftest.py
 from lightning_gan.data.toy2d import Toy2DDataModule
 from lightning_gan.errors import ConfigError
 from lightning_gan.module import GANModule
@@ -83,8 +83,8 @@ def test_ddp_with_two_d_steps_and_fp16_dynamic_keeps_ranks_identical(tmp_path) -
         f"--trainer.default_root_dir={tmp_path}", "--data.num_samples=4000", "--data.batch_size=100",
         "--model.d_steps=2", "--model.total_kimg=3", f"--trainer.callbacks+={probe}",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env = isolated_env(tmp_path, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    result = run_process(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]
     r0 = torch.load(tmp_path / "ranks" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "ranks" / "rank1.pt", weights_only=True)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import isolated_env, run_process  # tests/conftest.py
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +29,8 @@ def test_quickstart_under_ddp_keeps_ranks_identical(tmp_path, strategy) -> None:
         "--data.num_samples=4000", "--data.batch_size=100", "--model.total_kimg=3",
         f"--trainer.callbacks+={probe}",  # the recipe brings lazy R1 and EMA
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env = isolated_env(tmp_path, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    result = run_process(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "were not used" not in result.stderr and "find_unused_parameters" not in result.stderr
     # the main process knows the counters too (ddp_spawn trains in children and sends the state back)
@@ -61,8 +62,8 @@ def test_fp16_dynamic_under_ddp_one_ranks_inf_makes_both_skip(tmp_path, strategy
         f"--trainer.default_root_dir={tmp_path}", "--data.num_samples=4000", "--data.batch_size=100",
         "--model.total_kimg=3", f"--trainer.callbacks+={probe}",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env = isolated_env(tmp_path, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    result = run_process(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]
     r0 = torch.load(tmp_path / "ranks" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "ranks" / "rank1.pt", weights_only=True)
@@ -90,8 +91,8 @@ def test_a_nan_on_one_rank_stops_every_rank_with_one_line(tmp_path) -> None:
         f"--trainer.logger.init_args.save_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}",
         "--data.num_samples=4000", "--data.batch_size=100", "--model.total_kimg=3", f"--trainer.callbacks+={nan}",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = isolated_env(tmp_path, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    result = run_process(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("lightning-gan: error:")]
     assert errors and all(e == errors[0] for e in errors), result.stderr[-3000:]

@@ -7,13 +7,14 @@ deprecation warning raised inside a dependency, and no rich rendering of the bar
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import isolated_env, run_process  # tests/conftest.py
 
 
 def lightning_gan_command() -> list[str]:
@@ -25,10 +26,10 @@ def lightning_gan_command() -> list[str]:
 @pytest.mark.slow
 def test_redirected_quickstart_log_has_no_noise(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "COLUMNS", "FORCE_COLOR", "TERM")}
+    env = {k: v for k, v in isolated_env(tmp_path).items() if k not in ("PYTHONWARNINGS", "COLUMNS", "FORCE_COLOR", "TERM")}
     with log.open("w") as out:
-        done = subprocess.run([*lightning_gan_command(), "fit", "--recipe", "quickstart", "--model.total_kimg=5"],
-                              cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300)
+        done = run_process([*lightning_gan_command(), "fit", "--recipe", "quickstart", "--model.total_kimg=5"],
+                           cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300)
     text = log.read_text()
     assert done.returncode == 0, text
     lines = text.splitlines()

@@ -98,6 +98,23 @@ def test_readme_cpu_command_on_a_colour_folder(workdir: Path, capsys) -> None:
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "samples" / "final.png").is_file()
 
 
+def test_small_folder_recipe_augments_holds_out_and_monitors(workdir: Path, capsys) -> None:
+    """``dcgan-folder32-ada``: ADA's p in the summary and metrics.json, 50 images held out, the monitor's figures."""
+    data = make_folder(workdir / "small", count=114, classes=0, channels=3)  # 64 for training after 50 held out
+    run = fit(["--recipe", "dcgan-folder32-ada", f"--data.init_args.path={data}", "--model.total_kimg=0.128",
+               "--model.metrics=[]"])
+    out = capsys.readouterr().out
+    assert "augment/p" in out and "augment/rt" in out  # the run summary
+    final = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= final["augment/p"] < 1.0
+    import torch
+
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    (monitor,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("OverfittingMonitor")]
+    assert [h["kimg"] for h in monitor["history"]] == [0.032]  # the first iteration, then every 5 kimg
+    assert 0.0 <= monitor["history"][0]["acc_train"] <= 1.0
+
+
 @pytest.mark.parametrize(("recipe", "channels", "classes", "extra"), [
     ("stylegan2-shapes32", 1, 0, SMALL_STYLEGAN2),
     ("stylegan2-shapes32-cond", 3, 4, [*SMALL_STYLEGAN2, "--model.architecture.init_args.c_dim=4"]),

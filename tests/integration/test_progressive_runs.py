@@ -1,12 +1,14 @@
 """ProgressiveGrowing in real fits on the tiny growable pair: the stages, the real images and the batch sizes of
-a run follow the table; a run resumed mid-fade continues exactly as the uninterrupted one; 2 DDP processes agree
-on the stage and alpha at every iteration (through the CLI, with the recipe's table format)."""
+a run follow the table; a run resumed mid-fade continues exactly as the uninterrupted one (in one process and
+under 2-process DDP); 2 DDP processes agree on the stage and alpha at every iteration (through the CLI, with the
+recipe's table format). And the real growable architectures, ``progan`` and ``stylegan2`` with ``growable: true``,
+in short fits across a fade at tiny widths."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
+from conftest import isolated_env, run_process  # tests/conftest.py
 from lightning_gan.callbacks import ProgressiveGrowing
 from lightning_gan.callbacks.progressive import GrowthSchedule
 from lightning_gan.data.shapes import ShapesDataModule
@@ -182,55 +185,133 @@ def test_a_run_resumed_mid_epoch_and_mid_fade_continues_with_the_tables_stage(tm
     assert module.images_seen == images and {r[2][0] for r in log.rows} == {8, 16}
 
 
-def test_two_ddp_processes_agree_on_stage_and_alpha_at_every_iteration(tmp_path) -> None:
-    config = tmp_path / "progressive.yaml"
-    config.write_text(textwrap.dedent(f"""\
-        seed_everything: 0
-        trainer:
-          accelerator: cpu
-          devices: 2
-          strategy: ddp
-          max_epochs: 3
-          logger: false
-          enable_checkpointing: false
-          enable_progress_bar: false
-          num_sanity_val_steps: 0
-          limit_val_batches: 0
-          callbacks:
-            - class_path: lightning_gan.callbacks.ProgressiveGrowing
-              init_args:
-                schedule:
-                  - {{resolution: 4,  fade_kimg: 0,  stable_kimg: 0.032}}
-                  - {{resolution: 8,  fade_kimg: 0.064, stable_kimg: 0.016, batch_size: 4, lr: 0.001}}
-                  - {{resolution: 16, fade_kimg: 0.032, stable_kimg: 0}}
-            - class_path: progressive_probe.StageLog
-              init_args:
-                dirpath: {tmp_path / "ranks"}
-        model:
-          architecture:
-            class_path: lightning_gan.testing.tiny.TinyGrowableArchitecture
-            init_args:
-              resolutions: [4, 8, 16]
-          metrics: []
-          ema_kimg: 0.02
-        data:
-          class_path: shapes
-          init_args:
-            resolution: 16
-            channels: 1
-            num_samples: 64
-            batch_size: 8
-        """))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "lightning_gan.cli", "fit", "--config", str(config)], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=600)
+# -- the plugins' growable architectures --------------------------------------------------------------------------
+class LossLog(Callback):
+    """Per iteration: the stage G, D and the EMA generator trained at, and the losses logged for it."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._stage = [(n.resolution, n.alpha) for n in (pl_module.generator, pl_module.discriminator,
+                                                         pl_module.generator_ema)]
+        self._seen = pl_module.images_seen
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        losses = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("loss/", "penalty/"))}
+        self.rows.append((self._seen, self._stage, losses))
+
+
+# 8 images a batch: 2 iterations at 4 px, the fade of 8 px over 4 iterations (alpha 0, 1/4, 1/2, 3/4), 2 at 8 px.
+PLUGIN_ROWS = [{"resolution": 4, "fade_kimg": 0, "stable_kimg": 0.016},
+               {"resolution": 8, "fade_kimg": 0.032, "stable_kimg": 0.016}]
+
+
+@pytest.mark.parametrize("architecture", [
+    pytest.param({"class_path": "progan", "init_args": {"resolution": 8, "channels": 1, "z_dim": 8,
+                                                        "channel_base": 32, "channel_max": 8}}, id="progan"),
+    pytest.param({"class_path": "stylegan2", "init_args": {"resolution": 8, "channels": 1, "z_dim": 8, "w_dim": 8,
+                                                           "mapping_layers": 2, "channel_base": 32, "channel_max": 8,
+                                                           "growable": True, "g_architecture": "skip"}},
+                 id="stylegan2-growable"),
+])
+def test_a_plugin_architecture_grows_across_a_fade_with_finite_losses(tmp_path, architecture) -> None:
+    pytest.importorskip(f"lightning_gan_{architecture['class_path']}")
+    pl.seed_everything(0, workers=True)
+    regularizers = [{"class_path": "gradient_penalty", "init_args": {"weight": 10.0}}] \
+        if architecture["class_path"] == "progan" else [{"class_path": "r1", "init_args": {"gamma": 1.0}}]
+    module = GANModule(architecture=architecture, regularizers=regularizers, metrics=[], ema_kimg=0.01,
+                       ema_rampup=None, log_every_n_iterations=1)
+    log = LossLog()
+    fit = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                     limit_val_batches=0, default_root_dir=tmp_path,
+                     callbacks=[ProgressiveGrowing(schedule=PLUGIN_ROWS), log])
+    fit.fit(module, ShapesDataModule(resolution=8, channels=1, num_samples=32, batch_size=8, seed=3))
+    schedule = GrowthSchedule(PLUGIN_ROWS)
+    assert [seen for seen, _, _ in log.rows] == list(range(0, 64, 8))
+    alphas = []
+    for seen, stages, losses in log.rows:
+        resolution, alpha = schedule.stage_at_images(seen)
+        assert stages == [(resolution, pytest.approx(alpha, abs=1e-7))] * 3, seen
+        assert {"loss/Dmain", "loss/Gmain"} <= losses.keys() and all(math.isfinite(v) for v in losses.values())
+        alphas.append((resolution, alpha))
+    assert alphas == [(4, 1.0), (4, 1.0), (8, 0.0), (8, 0.25), (8, 0.5), (8, 0.75), (8, 1.0), (8, 1.0)]
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+# -- 2 DDP processes through the CLI -----------------------------------------------------------------------------
+# 2 processes x 8 images until 32 images, then 2 x 4: the first epoch (32 samples per process) holds 6 iterations
+# and ends at 64 images, half-way through the fade of 8 px (images 32-96); the third ends in the 16 px fade.
+DDP_ROWS = [{"resolution": 4, "fade_kimg": 0, "stable_kimg": 0.032},
+            {"resolution": 8, "fade_kimg": 0.064, "stable_kimg": 0.016, "batch_size": 4, "lr": 0.001},
+            {"resolution": 16, "fade_kimg": 0.032, "stable_kimg": 0}]
+DDP_CONFIG = """\
+seed_everything: 0
+trainer:
+  accelerator: cpu
+  devices: 2
+  strategy: ddp
+  max_epochs: 3
+  logger: false
+  enable_progress_bar: false
+  enable_model_summary: false
+  num_sanity_val_steps: 0
+  limit_val_batches: 0
+  callbacks:
+    - class_path: lightning_gan.callbacks.ProgressiveGrowing
+      init_args:
+        schedule:
+          - {{resolution: 4,  fade_kimg: 0,  stable_kimg: 0.032}}
+          - {{resolution: 8,  fade_kimg: 0.064, stable_kimg: 0.016, batch_size: 4, lr: 0.001}}
+          - {{resolution: 16, fade_kimg: 0.032, stable_kimg: 0}}
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {{dirpath: {ckpts}, filename: "epoch{{epoch}}", auto_insert_metric_name: false, save_top_k: -1}}
+    - class_path: progressive_probe.StageLog
+      init_args: {{dirpath: {ranks}, save_state: true}}
+model:
+  architecture:
+    class_path: lightning_gan.testing.tiny.TinyGrowableArchitecture
+    init_args:
+      resolutions: [4, 8, 16]
+  metrics: []
+  ema_kimg: 0.02
+data:
+  class_path: shapes
+  init_args:
+    resolution: 16
+    channels: 1
+    num_samples: 64
+    batch_size: 8
+"""
+
+
+def _ddp_fit(root: Path, *extra: str) -> tuple[list[dict], list[dict]]:
+    """A 2-process CLI fit (gloo on CPU) of DDP_CONFIG in ``root``: both ranks' StageLog records and final states."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "progressive.yaml"
+    config.write_text(DDP_CONFIG.format(ckpts=root / "ckpts", ranks=root / "ranks"))
+    env = isolated_env(root, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    result = run_process([sys.executable, "-m", "lightning_gan.cli", "fit", "--config", str(config), *extra],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]
-    r0, r1 = (json.loads((tmp_path / "ranks" / f"rank{k}.json").read_text()) for k in (0, 1))
+    records = [json.loads((root / "ranks" / f"rank{k}.json").read_text()) for k in (0, 1)]
+    states = [torch.load(root / "ranks" / f"rank{k}.pt", weights_only=True) for k in (0, 1)]
+    return records, states
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_ddp_run(tmp_path_factory) -> tuple[Path, list[dict], list[dict]]:
+    """The 3 epochs of DDP_CONFIG without a break, run once for the tests below (a DDP launch takes seconds)."""
+    root = tmp_path_factory.mktemp("ddp_full")
+    return (root, *_ddp_fit(root))
+
+
+def test_two_ddp_processes_agree_on_stage_and_alpha_at_every_iteration(uninterrupted_ddp_run) -> None:
+    _, (r0, r1), _ = uninterrupted_ddp_run
     assert r0["world_size"] == r1["world_size"] == 2
     assert r0["rows"] == r1["rows"]  # iteration, images, the stage of G, D and EMA, the batch shape: all equal
-    schedule = GrowthSchedule([{"resolution": 4, "fade_kimg": 0, "stable_kimg": 0.032},
-                               {"resolution": 8, "fade_kimg": 0.064, "stable_kimg": 0.016, "batch_size": 4},
-                               {"resolution": 16, "fade_kimg": 0.032, "stable_kimg": 0}])
+    schedule = GrowthSchedule(DDP_ROWS)
     images = 0
     for i, (iteration, seen, g_r, g_a, d_r, d_a, e_r, e_a, shape) in enumerate(r0["rows"]):
         resolution, alpha = schedule.stage_at_images(seen)  # the global count: 2 processes' batches per iteration
@@ -242,6 +323,32 @@ def test_two_ddp_processes_agree_on_stage_and_alpha_at_every_iteration(tmp_path)
     assert r0["images_seen"] == r1["images_seen"] == images
     assert {row[2] for row in r0["rows"]} == {4, 8, 16}
     assert r0["sums"] == r1["sums"]  # the ranks trained identical weights
+
+
+def test_a_ddp_run_resumed_mid_fade_continues_as_the_uninterrupted_run(uninterrupted_ddp_run, tmp_path) -> None:
+    """Resumed from the first epoch's checkpoint (64 images, alpha 1/2 into the fade of 8 px), the 2-process run
+    equals the uninterrupted one on both ranks: the stage and batch at every later iteration, and at the end the
+    weights, the EMA, the counters and the optimizers' states, bit for bit (each process continues its own
+    latent stream)."""
+    root, full_records, full_states = uninterrupted_ddp_run
+    ckpt = root / "ckpts" / "epoch0.ckpt"
+    first_epoch = [row for row in full_records[0]["rows"] if row[1] < 64]
+    assert len(first_epoch) == 6 and full_records[0]["rows"][6][1:4] == [64, 8, 0.5]  # the checkpoint is mid-fade
+    resumed_records, resumed_states = _ddp_fit(tmp_path, f"--ckpt_path={ckpt}")
+    for full, resumed in zip(full_records, resumed_records):
+        assert resumed["rows"] == full["rows"][6:]  # iteration, images, stages of G, D, EMA, batch shape
+        assert resumed["images_seen"] == full["images_seen"]
+        assert resumed["sums"] == full["sums"]
+    for full, resumed in zip(full_states, resumed_states):
+        assert resumed["module"].keys() == full["module"].keys()
+        for key, value in full["module"].items():
+            torch.testing.assert_close(resumed["module"][key], value, rtol=0, atol=0, msg=key)
+        for a, b in zip(resumed["optimizers"], full["optimizers"]):
+            assert a["param_groups"] == b["param_groups"]
+            assert a["state"].keys() == b["state"].keys()
+            for index, state in b["state"].items():
+                for name, value in state.items():
+                    torch.testing.assert_close(a["state"][index][name], value, rtol=0, atol=0)
 
 
 def test_the_cli_shows_a_bad_table_in_one_line(tmp_path, capsys) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import run_process  # tests/conftest.py
 from wheel_env import ROOT, build_wheel
 
 from lightning_gan.phases import PhaseSchedule
@@ -52,7 +53,8 @@ def run(args: list[str], cwd: Path, site: Path, timeout: int = 300) -> subproces
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GAN")}
     env["PYTHONPATH"] = str(site)
     env["LIGHTNING_GAN_CACHE"] = str(cwd / ".cache")
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    env["TORCH_HOME"] = str(cwd / ".torch")  # no weights from this machine's torch hub cache
+    return run_process([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +68,14 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     with zipfile.ZipFile(wheel) as whl:
         assert "my_gan/recipes/my_mlp-ring.yaml" in whl.namelist()  # the guide's package-data lines
     site = work / "site"
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
-                             str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+    result = run_process([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                          str(site), str(wheel)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return work, source, site
 
 
 def test_the_guide_writes_a_complete_package_with_one_plugin_of_each_kind(installed_plugin) -> None:
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    import tomllib  # requires-python >= 3.11: always there
     work, source, _ = installed_plugin
     project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
     declared = {group: sorted(eps) for group, eps in project["entry-points"].items()}

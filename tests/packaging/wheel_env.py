@@ -17,6 +17,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import run_process  # tests/conftest.py
 
 pytest.importorskip("setuptools", minversion="70.1")  # builds wheels without the `wheel` package or a network
 
@@ -42,8 +43,8 @@ def copy_sources(source: Path, dest: Path, names: tuple[str, ...] | None = None)
 def build_wheel(source: Path, out: Path) -> Path:
     """Build ``source``'s wheel into ``out`` with pip and the installed setuptools; return the wheel's path."""
     before = set(out.glob("*.whl")) if out.exists() else set()
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                             "-q", "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
+    result = run_process([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                          "-q", "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     (wheel,) = set(out.glob("*.whl")) - before
     return wheel
@@ -51,10 +52,10 @@ def build_wheel(source: Path, out: Path) -> Path:
 
 def fresh_environment(root: Path) -> Path:
     """A new venv under ``root`` that sees the running environment's third-party packages only; its python."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
+    run_process([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
     python = root / "venv" / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = run_process([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=120).stdout.strip()
     links = root / "third-party"
     links.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
@@ -67,8 +68,8 @@ def fresh_environment(root: Path) -> Path:
 
 def install(python: Path, wheels: list[Path]) -> None:
     """``pip install --no-deps`` the wheels into the environment of ``python`` (not editable, no network)."""
-    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                             "--no-index", "-q", *map(str, wheels)], capture_output=True, text=True, timeout=300)
+    result = run_process([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                          "--no-index", "-q", *map(str, wheels)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
 
@@ -77,7 +78,8 @@ def run_in(python: Path, args: list[str], cwd: Path, env: dict[str, str] | None 
     """Run ``python *args`` (or a console script of its venv when ``args[0]`` names one) with a clean environment."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LIGHTNING_GAN"))}
     environ["LIGHTNING_GAN_CACHE"] = str(cwd / ".cache")
+    environ["TORCH_HOME"] = str(cwd / ".torch")  # no weights from this machine's torch hub cache
     environ.update(env or {})
     script = python.parent / args[0]
     command = [str(script), *args[1:]] if script.is_file() and args[0] != "python" else [str(python), *args]
-    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)
+    return run_process(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=timeout)

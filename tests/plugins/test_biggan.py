@@ -212,15 +212,101 @@ def test_discriminator_projection_head() -> None:
                                + (h * (c @ d.embed.weight.t())).sum(1))
 
 
-def test_standing_statistics_reach_the_conditional_bn() -> None:
+def _record_passes(g: BigGANGenerator) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
+    """Hooks that record (z, c) of every forward pass of ``g`` and the input of ``g.blocks[1].bn2``."""
+    passes: list[tuple[torch.Tensor, torch.Tensor]] = []
+    deep: list[torch.Tensor] = []
+    g.register_forward_pre_hook(lambda m, args: passes.append((args[0].clone(), args[1].clone())))
+    g.blocks[1].bn2.register_forward_pre_hook(lambda m, args: deep.append(args[0].clone()))
+    return passes, deep
+
+
+def _expected_running(xs: list[torch.Tensor], labels: list[torch.Tensor], statistics: str,
+                      k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Standing statistics by hand: the mean over the passes of each pass's mean and unbiased variance per channel
+    (``batch``), or per class over the passes that held the class (``class_grouped``)."""
+    if statistics == "batch":
+        means = torch.stack([x.mean((0, 2, 3)) for x in xs])
+        variances = torch.stack([x.transpose(0, 1).flatten(1).var(1, unbiased=True) for x in xs])
+        return means.mean(0), variances.mean(0), torch.tensor(len(xs))
+    c = xs[0].shape[1]
+    mean, var, tracked = torch.zeros(k, c), torch.ones(k, c), torch.zeros(k, dtype=torch.long)
+    for j in range(k):
+        held = [x[y == j] for x, y in zip(xs, labels) if (y == j).any()]
+        if held:
+            mean[j] = torch.stack([h.mean((0, 2, 3)) for h in held]).mean(0)
+            var[j] = torch.stack([h.transpose(0, 1).flatten(1).var(1, unbiased=True) for h in held]).mean(0)
+            tracked[j] = len(held)
+    return mean, var, tracked
+
+
+@pytest.mark.parametrize("statistics", ["batch", "class_grouped"])
+def test_standing_statistics_of_the_conditional_bn_equal_a_hand_computation(statistics: str) -> None:
     torch.manual_seed(6)
-    g, _ = BigGANArchitecture(resolution=32, c_dim=3, bn_statistics="class_grouped", **SMALL).build()
+    g, _ = BigGANArchitecture(resolution=32, c_dim=3, bn_statistics=statistics, **SMALL).build()
     g.eval()
-    before = g.blocks[0].bn1.running_mean.clone()
-    assert standing_statistics(g, num_batches=3, batch_size=8) == 2 * 3 + 1
-    assert not torch.equal(g.blocks[0].bn1.running_mean, before)
-    assert g.blocks[0].bn1.momentum == 0.1 and not g.training  # restored
-    assert int(g.blocks[0].bn1.num_batches_tracked.max()) <= 3
+    passes, deep = _record_passes(g)
+    shares = [0.1, 0.3, 0.6]
+    assert standing_statistics(g, num_batches=3, batch_size=8, class_shares=shares) == 2 * 3 + 1
+    assert g.blocks[0].bn1.momentum == 0.1 and not g.training and not g.blocks[0].bn1.training  # restored
+    labels = [c.argmax(1) for _, c in passes]
+    # the passes' classes in the given shares: n_k = 1 + floor(p_k (24 - 3)) + largest remainders = [3, 7, 14]
+    assert torch.bincount(torch.cat(labels), minlength=3).tolist() == [3, 7, 14]
+    # the first BN's input by hand: the input layer on z's first chunk, [N, C_4, 4, 4]
+    with torch.no_grad():
+        first = [g.linear(torch.tensor_split(z, 4, dim=1)[0]).view(len(z), g.widths[0], 4, 4) for z, _ in passes]
+    for bn, xs in ((g.blocks[0].bn1, first), (g.blocks[1].bn2, deep)):
+        mean, var, tracked = _expected_running(xs, labels, statistics, 3)
+        torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bn.running_var, var, rtol=1e-4, atol=1e-5)
+        assert torch.equal(bn.num_batches_tracked, tracked)
+
+
+def test_class_grouped_standing_statistics_reach_every_class() -> None:
+    torch.manual_seed(7)
+    g, _ = BigGANArchitecture(resolution=32, c_dim=20, bn_statistics="class_grouped", **SMALL).build()
+    shares = [0.002] + [0.998 / 19] * 19  # a class at 0.2% still gets a sample of its own
+    standing_statistics(g.eval(), num_batches=2, batch_size=16, class_shares=shares)  # 32 labels, 20 classes
+    for m in g.modules():
+        if isinstance(m, ConditionalBatchNorm2d):
+            assert (m.num_batches_tracked >= 1).all()
+            assert (m.running_var != 1).all(dim=1).all()  # an estimate for every class, none left at (0, 1)
+
+
+def test_class_grouped_classes_without_samples_keep_their_estimate_and_warn() -> None:
+    torch.manual_seed(8)
+    g, _ = BigGANArchitecture(resolution=32, c_dim=10, bn_statistics="class_grouped", **SMALL).build()
+    bn = g.blocks[0].bn1
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn_like(bn.running_mean))
+        bn.running_var.copy_(torch.rand_like(bn.running_var) + 0.5)
+        bn.num_batches_tracked.fill_(40)
+    before = bn.running_mean.clone(), bn.running_var.clone()
+    shares = [0.0] + [1 / 9] * 9  # class 0 has no share; 4 labels cannot reach the other 9 either
+    with pytest.warns(UserWarning, match=r"standing statistics: class\(es\) 0, .* drew no sample .* keep the previous"):
+        standing_statistics(g.eval(), num_batches=1, batch_size=4, class_shares=shares)
+    seen = bn.num_batches_tracked == 1
+    assert int(seen.sum()) == 4 and not bool(seen[0])
+    torch.testing.assert_close(bn.running_mean[~seen], before[0][~seen], rtol=0, atol=0)
+    torch.testing.assert_close(bn.running_var[~seen], before[1][~seen], rtol=0, atol=0)
+    assert bn.num_batches_tracked[~seen].eq(40).all()
+    assert not torch.equal(bn.running_mean[seen], before[0][seen])  # the classes drawn: re-estimated
+
+
+def test_without_hierarchical_z_the_blocks_read_the_class_embedding_alone() -> None:
+    torch.manual_seed(9)
+    g, _ = BigGANArchitecture(resolution=32, c_dim=3, hierarchical_z=False, **SMALL).build()
+    assert g.linear.in_features == 12  # the whole z into the input layer
+    assert all(b.bn1.cond_dim == b.bn2.cond_dim == 6 for b in g.blocks)  # shared_dim, no z
+    seen: list[torch.Tensor] = []
+    for block in g.blocks:
+        block.bn1.register_forward_hook(lambda m, args, o: seen.append(args[1]))
+    c = one_hot([0, 1, 2, 1], 3)
+    g(torch.randn(4, 12), c)
+    g(torch.randn(4, 12), c)  # other z, same classes: the same conditioning in every block
+    for a, b in zip(seen[:3], seen[3:]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, c @ g.shared.weight.t())
 
 
 class _LatentRange(GeneratorMetric):
@@ -231,7 +317,7 @@ class _LatentRange(GeneratorMetric):
         return {"latent/max_abs": float(z.abs().max())}
 
 
-def test_a_tiny_run_samples_truncated_and_generate_uses_standing_stats(tmp_path) -> None:
+def test_a_tiny_run_samples_truncated_and_generate_uses_standing_stats(tmp_path, monkeypatch, capsys) -> None:
     import json
 
     import lightning.pytorch as pl
@@ -250,14 +336,24 @@ def test_a_tiny_run_samples_truncated_and_generate_uses_standing_stats(tmp_path)
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                          callbacks=[standing, SampleGrid(every_n_kimg=None, truncation=0.5, samples_per_class=2,
                                                          dirpath=tmp_path / "samples"), metrics])
-    trainer.fit(module, ShapesDataModule(num_samples=32, batch_size=8))
+    dm = ShapesDataModule(num_samples=32, batch_size=8, class_proportions=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+    trainer.fit(module, dm)
     assert standing.updates == 1  # at the end of fit, before the grid and the metrics
+    shares = dm.class_shares()
+    assert float(shares[0]) > 0.3  # the data's mix, far from equal shares
+    torch.testing.assert_close(standing.class_shares, shares)  # the callback draws the data's class mix
     row = metrics.history[-1]
     assert row["truncation"] == 0.5 and 0.45 < row["latent/max_abs"] <= 0.5  # the record says so
     assert module.evaluate_metrics([_LatentRange()])["latent/max_abs"] > 2.5  # untruncated by default
     assert float(module.sample(64, truncation=0.3, seed=1).abs().max()) <= 1.0
     assert (tmp_path / "samples" / "final.png").exists()
 
+    import lightning_gan.utils.standing_stats as standing_module
+
+    drawn: list[object] = []  # the class shares every standing-statistics call gets
+    original = standing_module.standing_statistics
+    monkeypatch.setattr(standing_module, "standing_statistics",
+                        lambda g, **kw: drawn.append(kw.get("class_shares")) or original(g, **kw))
     ckpt = tmp_path / "run.ckpt"
     trainer.save_checkpoint(ckpt)
     out = tmp_path / "gen"
@@ -265,6 +361,26 @@ def test_a_tiny_run_samples_truncated_and_generate_uses_standing_stats(tmp_path)
                  "--standing-stats", "2", "--frames", "1", "--keyframes", "2", "--psi", "1,0.5"]) == 0
     manifest = json.loads((out / "generate.json").read_text())
     assert manifest["truncation"] == 0.5 and manifest["standing_stats"] == 2
+    assert manifest["standing_stats_classes"] == "the data's shares"
+    torch.testing.assert_close(drawn[-1], shares)  # rebuilt from the checkpoint's data config
+    assert main(["generate", "--ckpt", str(ckpt), "--out", str(out), "--seeds", "0-1", "--standing-stats", "2",
+                 "--standing-stats-classes", "uniform", "--frames", "1", "--keyframes", "2", "--psi", "1"]) == 0
+    assert drawn[-1] is None
+    assert main(["evaluate", "--ckpt", str(ckpt), "--metrics", "shapes", "--num-samples", "60", "--standing-stats", "2",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    torch.testing.assert_close(drawn[-1], shares)
+    assert "the data's shares" in json.loads((tmp_path / "eval.json").read_text())["notes"]["standing_stats"]
+    from lightning_gan.checkpoint import export_generator
+
+    exported = tmp_path / "G.safetensors"  # a generator exported without its data: equal shares, one line says so
+    export_generator(module.sampling_generator, exported, architecture=spec.config())
+    capsys.readouterr()
+    assert main(["generate", "--ckpt", str(exported), "--out", str(out), "--seeds", "0-1", "--standing-stats", "2",
+                 "--frames", "1", "--keyframes", "2", "--psi", "1"]) == 0
+    assert drawn[-1] is None
+    err = capsys.readouterr().err
+    assert "standing statistics: classes in equal shares (the run's data could not be rebuilt" in err
+    assert len(err.strip().splitlines()) == 1
     assert 6 * 64 < Image.open(out / "classes.png").size[1] < 7 * 64  # one row per class (64 px each, padded)
     with pytest.raises(SystemExit):
         main(["generate", "--ckpt", str(ckpt), "--out", str(out), "--truncation", "0"])

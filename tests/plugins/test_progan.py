@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +13,11 @@ from lightning_gan import registry
 from lightning_gan.interfaces import GrowableDiscriminator, GrowableGenerator, growth_gaps
 from lightning_gan.ops.growth import downsample_average, upsample_nearest
 from lightning_gan.testing import check_architecture, check_growable
+from lightning_gan_progan import layers as progan_layers
 from lightning_gan_progan.layers import (
     EqualizedConv2d,
     EqualizedLinear,
+    MinibatchStdDev,
     group_size_for,
     he_constant,
     minibatch_stddev,
@@ -121,10 +124,19 @@ def test_pixel_norm_gives_every_pixels_feature_vector_unit_second_moment() -> No
     assert torch.allclose(pixel_norm(v), v / math.sqrt(12.5 + 1e-8))
 
 
+def _std_tolerance(n: int) -> float:
+    """4 standard errors of the sample std of n draws of N(0, 1): sd(s) ~= 1 / sqrt(2 (n - 1))."""
+    return 4.0 / math.sqrt(2.0 * (n - 1))
+
+
 def test_equalized_layers_scale_unit_normal_weights_by_hes_constant_at_run_time() -> None:
     conv = EqualizedConv2d(in_channels=3, out_channels=2, kernel_size=3, activation="linear")
     assert conv.scale == pytest.approx(math.sqrt(2) / math.sqrt(3 * 9)) == he_constant(27)
-    assert conv.weight.std().item() == pytest.approx(1.0, abs=0.35)  # stored ~ N(0, 1)
+    torch.manual_seed(0)
+    big = EqualizedConv2d(in_channels=16, out_channels=32, kernel_size=3)  # stored ~ N(0, 1): n = 4608 draws
+    n = big.weight.numel()
+    assert big.weight.mean().item() == pytest.approx(0.0, abs=4 / math.sqrt(n))
+    assert big.weight.std().item() == pytest.approx(1.0, abs=_std_tolerance(n))
     with torch.no_grad():
         conv.bias.copy_(torch.tensor([0.5, -1.0]))
     x = torch.randn(2, 3, 5, 5)
@@ -141,7 +153,9 @@ def test_equalized_layers_scale_unit_normal_weights_by_hes_constant_at_run_time(
     assert torch.allclose(conv.weight.grad, unscaled.grad * math.sqrt(2 / 27), rtol=1e-5)
     # without equalization the same layer is initialized with He's std and used as is
     plain = EqualizedConv2d(in_channels=64, out_channels=64, kernel_size=3, equalized=False)
-    assert plain.scale == 1.0 and plain.weight.std().item() == pytest.approx(he_constant(576), rel=0.05)
+    n = plain.weight.numel()
+    assert plain.scale == 1.0
+    assert plain.weight.std().item() / he_constant(576) == pytest.approx(1.0, abs=_std_tolerance(n))
 
 
 def test_minibatch_stddev_against_a_loop_over_groups() -> None:
@@ -167,6 +181,82 @@ def test_group_size_falls_back_to_the_largest_divisor_of_the_batch() -> None:
     assert group_size_for(10, 0) == 10
     with pytest.raises(ValueError, match="group_size must be >= 0"):
         group_size_for(4, -1)
+
+
+def test_the_discriminator_says_which_batch_sizes_keep_its_groups_full() -> None:
+    _, d = ProGANArchitecture(resolution=8, channels=3, **SMALL).build()  # mbstd_group 4
+    assert [n for n in range(1, 17) if d.batch_size_problem(n) is None] == [4, 8, 12, 16]
+    assert d.batch_size_problem(14) == ("its minibatch standard deviation groups of 4 do not divide a batch of 14 "
+                                        "(they would shrink to 2); use a multiple of 4 or an mbstd_group that "
+                                        "divides the batch")
+    for options in (dict(mbstd_group=0), dict(mbstd=False)):  # the whole batch, or no statistic: any size
+        _, d = ProGANArchitecture(resolution=8, channels=3, **SMALL, **options).build()
+        assert all(d.batch_size_problem(n) is None for n in range(1, 17))
+
+
+def test_a_smaller_group_is_said_once_in_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(progan_layers, "rank_zero_info", said.append)
+    layer = MinibatchStdDev(group_size=4)
+    layer(torch.randn(8, 2, 4, 4))
+    assert said == []
+    short = torch.randn(6, 2, 4, 4, dtype=torch.float64)
+    y = layer(short)
+    torch.testing.assert_close(y, minibatch_stddev(short, group_size=3))  # groups of 3, the largest divisor
+    layer(torch.randn(7, 2, 4, 4))
+    layer(torch.randn(6, 2, 4, 4))
+    assert said == ["MinibatchStdDev: a batch of 6 uses groups of 3 instead of 4 (said once)"]
+
+
+def _progan_recipe_check(path):  # noqa: ANN001, ANN202
+    """Build a recipe's architecture and check its growth schedule as ProgressiveGrowing does at fit start."""
+    import yaml
+
+    from lightning_gan.callbacks.progressive import GrowthSchedule
+
+    config = yaml.safe_load(path.read_text())
+    model = config["model"]
+    pair = registry.resolve("architectures", model["architecture"]).build()
+    [growing] = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ProgressiveGrowing")]
+    schedule = GrowthSchedule(growing["init_args"]["schedule"])
+    schedule.check(pair.generator.resolutions, d_steps=model.get("d_steps", 1),
+                   batch_size_problem=pair.discriminator.batch_size_problem,
+                   data_batch_size=config["data"]["init_args"]["batch_size"],
+                   discriminator=type(pair.discriminator).__name__)
+    return schedule
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("progan-*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_the_shipped_recipes_batches_keep_the_stddev_groups_full(path) -> None:  # noqa: ANN001
+    assert len(RECIPES) >= 2
+    schedule = _progan_recipe_check(path)
+    assert len(schedule.rows) >= 2
+
+
+def test_a_schedule_whose_batch_the_group_does_not_divide_is_refused_at_fit_start(tmp_path) -> None:
+    from lightning.pytorch import Trainer
+
+    from lightning_gan.callbacks import ProgressiveGrowing
+    from lightning_gan.data.shapes import ShapesDataModule
+    from lightning_gan.errors import ConfigError
+    from lightning_gan.module import GANModule
+
+    module = GANModule(architecture=ProGANArchitecture(resolution=8, channels=1, **SMALL), metrics=[])
+    growing = ProgressiveGrowing(schedule=[{"resolution": 4, "fade_kimg": 0, "stable_kimg": 1},
+                                           {"resolution": 8, "fade_kimg": 1, "stable_kimg": 1, "batch_size": 14}])
+    trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[growing],
+                      default_root_dir=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        trainer.fit(module, ShapesDataModule(resolution=8, channels=1, num_samples=32, batch_size=8))
+    assert str(info.value) == ("ProgressiveGrowing schedule row 2 (resolution 8): batch_size 14 does not suit "
+                               "ProGANDiscriminator: its minibatch standard deviation groups of 4 do not divide a "
+                               "batch of 14 (they would shrink to 2); use a multiple of 4 or an mbstd_group that "
+                               "divides the batch")
+    assert module.iteration == 0
 
 
 def test_the_generator_normalizes_the_latent_so_its_scale_does_not_matter() -> None:

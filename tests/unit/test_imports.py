@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
 import lightning_gan
+from conftest import run_process  # tests/conftest.py
 
 PACKAGE_ROOT = Path(lightning_gan.__file__).parent
 
@@ -181,8 +181,8 @@ _IMPORT_EACH_ALONE = textwrap.dedent("""
 def test_every_module_imports_alone() -> None:
     names = sorted(module_files(PACKAGE_ROOT))
     assert "lightning_gan.cli" in names and "lightning_gan.metrics.base" in names
-    done = subprocess.run([sys.executable, "-c", _IMPORT_EACH_ALONE, json.dumps(names)], capture_output=True,
-                          text=True, timeout=300)
+    done = run_process([sys.executable, "-c", _IMPORT_EACH_ALONE, json.dumps(names)], capture_output=True,
+                       text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     failures = json.loads(done.stdout.strip().splitlines()[-1])
     assert not failures, "\n".join(f"import {name}: {error}" for name, error in failures.items())

@@ -41,6 +41,31 @@ def test_closed_form_matches_monte_carlo_within_one_percent(mu_a, mu_b, sigma) -
         assert mc["confusion_majority"] == pytest.approx(confusion(p, mu_a, mu_b, sigma, which="majority"), abs=0.01), p
 
 
+@pytest.mark.parametrize("q", [0.05, 1 / 6, 0.5])
+def test_running_statistics_of_another_mix_monte_carlo(q: float) -> None:
+    """Eval mode after standing statistics over batches of minority share q (the running statistics are the mean
+    of the batch means and of the unbiased batch variances), with the layers after the BN fitted to training
+    batches of share p = 0.05: the minority's confusion is the closed form at ``sampled_share = q``; 0.159 at
+    q = p (the mix training saw), 0.566 at q = 1/2 (two classes in equal shares)."""
+    p, n, batches = 0.05, 1024, 400
+    g = torch.Generator().manual_seed(5)
+
+    def mixed(share: float) -> Tensor:  # [batches, n], classes A (-1) then B (+1), sigma 1
+        x = torch.randn(batches, n, generator=g, dtype=torch.float64)
+        x[:, : n - round(share * n)] -= 1.0
+        x[:, n - round(share * n):] += 1.0
+        return x
+
+    train = mixed(p)
+    gain, bias = float(train.var(1, unbiased=False).sqrt().mean()), float(train.mean(1).mean())  # the fitted affine
+    standing = mixed(q)
+    mean, var = float(standing.mean(1).mean()), float(standing.var(1, unbiased=True).mean())
+    minority = torch.randn(200_000, generator=g, dtype=torch.float64) + 1.0
+    y = gain * (minority - mean) / math.sqrt(var) + bias
+    assert float((y < 0).double().mean()) == pytest.approx(confusion(p, -1.0, 1.0, 1.0, sampled_share=q), abs=0.01)
+    assert confusion(p, -1.0, 1.0, 1.0, sampled_share=0.5) == pytest.approx(0.566, abs=5e-4)
+
+
 def test_closed_form_known_values() -> None:
     # mu_A = -1, mu_B = 1, sigma = 1, p = 0.2: m = -0.6, s^2 = 1 + 0.16 * 4 = 1.64.
     m, s = batch_statistics(0.2, -1.0, 1.0, 1.0)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
 from lightning_gan.data.base import GANDataModule, TensorPairDataset
+from lightning_gan.errors import ConfigError
 from lightning_gan.interfaces import Generator
 from lightning_gan.metrics.base import EvaluationContext, generate_images, iter_real, quantize
 from lightning_gan.metrics.features import INCEPTION_FILE, InceptionV3Features, MissingWeightsError
@@ -225,19 +227,27 @@ def test_inception_features_load_a_local_file_and_run_on_small_grey_images(tmp_p
     features, logits = extractor.features_and_logits(quantize(images))
     assert features.shape == (3, 2048) and logits.shape == (3, 1008)
     assert torch.allclose(extractor(quantize(images)), features)
-    # A weights file that would run code is refused rather than unpickled.
-    evil = tmp_path / "evil.pth"
-    torch.save({"x": _Evil()}, evil)
-    with pytest.raises(Exception, match="not a usable Inception-v3 weights file"):
+    # A weights file that would run code is refused rather than unpickled: the refusal is torch's weights-only
+    # unpickler (a file whose code ran would fail later too, on its state dict, with the same message prefix).
+    evil, target = tmp_path / "evil.pth", tmp_path / "pwned"
+    torch.save({"x": _Evil(target)}, evil)
+    with pytest.raises(ConfigError, match="not a usable Inception-v3 weights file: UnpicklingError") as info:
         InceptionV3Features(evil).load()
-    assert not (tmp_path / "pwned").exists()
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError), repr(info.value.__cause__)
+    assert "mkdir" in str(info.value)  # the call the unpickler refused
+    assert not target.exists()
 
 
 class _Evil:
+    """Unpickling calls ``os.mkdir(target)``: an absolute path, so the check does not depend on the working folder."""
+
+    def __init__(self, target) -> None:
+        self.target = str(target)
+
     def __reduce__(self):
         import os
 
-        return (os.mkdir, ("pwned",))
+        return (os.mkdir, (self.target,))
 
 
 # -- a tiny run checkpoint (shared with the command tests) ------------------------------------------

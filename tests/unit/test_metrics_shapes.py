@@ -9,7 +9,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from conftest import run_process  # tests/conftest.py
 from lightning_gan.data.shapes import SHAPES, ShapesDataModule, render_shapes, shape_factors
 from lightning_gan.data.toy2d import Toy2DDataModule
 from lightning_gan.interfaces import Generator
@@ -346,8 +346,8 @@ def test_two_fresh_environments_give_the_same_shapes_values(tmp_path: Path) -> N
     results = []
     for name, threads in (("a", "1"), ("b", "2")):
         env = {**os.environ, "LIGHTNING_GAN_CACHE": str(tmp_path / name), "OMP_NUM_THREADS": threads}
-        done = subprocess.run([sys.executable, "-c", _FRESH_ENVIRONMENT], env=env, capture_output=True, text=True,
-                              timeout=300, check=False)
+        done = run_process([sys.executable, "-c", _FRESH_ENVIRONMENT], env=env, capture_output=True, text=True,
+                           timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         assert re.search(r"judge pinned-[0-9a-f]{12}", done.stdout + done.stderr)  # said once, in the log

@@ -10,18 +10,23 @@ import torch.nn.functional as F
 
 from lightning_gan.ops import conv2d, conv_transpose2d
 
-CASES = [  # stride, padding, groups, bias, output_padding (transposed only)
-    (1, 1, 1, True, 0),
-    (2, 1, 1, False, 1),
-    (2, 0, 2, True, 0),
-    ((2, 1), (0, 1), 1, True, (1, 0)),
+CASES = [  # stride, padding, dilation, groups, bias, output_padding (transposed only)
+    (1, 1, 1, 1, True, 0),
+    (2, 1, 1, 1, False, 1),
+    (2, 0, 1, 2, True, 0),
+    ((2, 1), (0, 1), 1, 1, True, (1, 0)),
+    (1, 2, 2, 1, True, 0),
+    ((2, 1), (1, 2), (2, 3), 2, False, (1, 0)),
+    (2, 1, 2, 1, True, 1),
 ]
 
 
-@pytest.mark.parametrize(("stride", "padding", "groups", "bias", "output_padding"), CASES)
+@pytest.mark.parametrize(("stride", "padding", "dilation", "groups", "bias", "output_padding"), CASES)
 @pytest.mark.parametrize("transposed", [False, True])
-def test_first_and_second_derivatives_by_finite_differences(stride, padding, groups, bias, output_padding,
+def test_first_and_second_derivatives_by_finite_differences(stride, padding, dilation, groups, bias, output_padding,
                                                             transposed: bool) -> None:  # noqa: ANN001
+    """Positional arguments in torch.nn.functional's order; values equal its, derivatives pass gradcheck and
+    gradgradcheck (dilation included)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
     shape = (2, 4 // groups, 3, 3) if transposed else (4, 2 // groups, 3, 3)
@@ -30,19 +35,70 @@ def test_first_and_second_derivatives_by_finite_differences(stride, padding, gro
 
     if transposed:
         def fn(x, w, b):  # noqa: ANN001, ANN202
-            return conv_transpose2d(x, w, b, stride, padding, output_padding, groups)
+            return conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
 
-        ref = F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups)
+        ref = F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
     else:
         def fn(x, w, b):  # noqa: ANN001, ANN202
-            return conv2d(x, w, b, stride, padding, groups)
+            return conv2d(x, w, b, stride, padding, dilation, groups)
 
-        ref = F.conv2d(x, w, b, stride, padding, 1, groups)
+        ref = F.conv2d(x, w, b, stride, padding, dilation, groups)
     torch.testing.assert_close(fn(x, w, b), ref, rtol=0, atol=1e-12)
     inputs = (x, w, b) if bias else (x, w)
     wrapped = (lambda x, w, b=None: fn(x, w, b))  # noqa: E731
     assert torch.autograd.gradcheck(wrapped, inputs)
     assert torch.autograd.gradgradcheck(wrapped, inputs)
+
+
+def _first_and_second_derivatives(conv, x, w, b, **kwargs) -> tuple:  # noqa: ANN001
+    """y, dL/dx with a graph (L = sum(y^2 * r)), and the gradients of ||dL/dx||^2 w.r.t. x, w and b."""
+    xs, ws, bs = (t.detach().clone().requires_grad_(True) for t in (x, w, b))
+    y = conv(xs, ws, bs, **kwargs)
+    r = torch.linspace(0.5, 1.5, y.numel(), dtype=y.dtype).reshape(y.shape)
+    (dx,) = torch.autograd.grad((y.square() * r).sum(), xs, create_graph=True)
+    second = torch.autograd.grad(dx.square().sum(), (xs, ws, bs))
+    return (y.detach(), dx.detach(), *second)
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (4, 4), (2, 5)])
+@pytest.mark.parametrize("dilation", [1, 2, (1, 3)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_string_padding_on_the_fast_path_matches_torch(padding, dilation, kernel) -> None:
+    """padding="same" (even and odd totals d (k - 1), where the end gets one more) and "valid": values, the
+    first derivative and the double backward equal torch.nn.functional's, keywords as in F.conv2d."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 9, 14, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, *kernel, generator=g, dtype=torch.float64)
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    ours = _first_and_second_derivatives(conv2d, x, w, b, padding=padding, dilation=dilation)
+    ref = _first_and_second_derivatives(F.conv2d, x, w, b, padding=padding, dilation=dilation)
+    if padding == "same":
+        assert ours[0].shape[2:] == x.shape[2:]
+    for a, r in zip(ours, ref):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
+def test_same_padding_passes_gradgradcheck() -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def fn(x, w):  # noqa: ANN001, ANN202
+        return conv2d(x, w, None, 1, "same", (2, 1))
+
+    assert fn(x, w).grad_fn is not None and fn(x, w).shape[2:] == x.shape[2:]
+    assert torch.autograd.gradcheck(fn, (x, w))
+    assert torch.autograd.gradgradcheck(fn, (x, w))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_bad_string_padding_is_one_clear_error(requires_grad: bool) -> None:
+    x = torch.randn(1, 2, 5, 5, requires_grad=requires_grad)
+    w = torch.randn(3, 2, 3, 3)
+    with pytest.raises(ValueError, match="padding must be 'valid', 'same' or numbers"):
+        conv2d(x, w, padding="full")
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        conv2d(x, w, stride=2, padding="same")
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

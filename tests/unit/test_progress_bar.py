@@ -1,4 +1,8 @@
-"""GANProgressBar: the compact metrics text, its throttling, and a run in a real tiny fit."""
+"""GANProgressBar: the compact metrics text, its throttling, and a run in a real tiny fit.
+
+The bar's clock (``time.monotonic`` as ``lightning_gan.callbacks.progress`` reads it) is replaced by ``FakeClock`` where
+timing matters, so that the figures are exact and a slow or busy machine changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 
+import lightning_gan.callbacks.progress as progress
 from lightning_gan import GANModule
 from lightning_gan.callbacks import GANProgressBar
 from lightning_gan.callbacks.progress import format_gan_metrics, format_metrics_line
@@ -26,6 +31,27 @@ LOGGED = {
     "coverage/modes": 24.0,
     "v_num": 3,
 }
+
+
+class FakeClock:
+    """``monotonic()`` returns ``now`` and then advances it by ``step`` seconds: every read is one tick."""
+
+    def __init__(self, now: float = 100.0, step: float = 0.0) -> None:
+        self.now, self.step, self.reads = now, step, 0
+
+    def monotonic(self) -> float:
+        value = self.now
+        self.now += self.step
+        self.reads += 1
+        return value
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    """The progress bar's clock, and only its own (Lightning's and rich's keep the real one)."""
+    fake = FakeClock()
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=fake.monotonic))
+    return fake
 
 
 def test_format_orders_and_shortens_the_phase_metrics():
@@ -50,14 +76,16 @@ def test_get_metrics_reads_kimg_and_total_from_the_module():
     assert bar.get_metrics(trainer, module) == {"kimg": "1.2", "D": "0.5"}  # the module's kimg is fresher
 
 
-def test_updates_are_throttled_but_the_last_batch_always_lands(monkeypatch):
+def test_updates_are_throttled_but_the_last_batch_always_lands(monkeypatch, clock):
     seen = []
     monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: seen.append(i))
     monkeypatch.setattr(GANProgressBar, "total_train_batches", property(lambda self: 5))
     bar = GANProgressBar(refresh_rate=1)  # at most one update per second
-    for i in range(5):
+    for i, now in enumerate([100.0, 100.5, 101.0, 101.2, 101.3]):
+        clock.now = now
         bar.on_train_batch_end(None, None, None, None, i)  # type: ignore[arg-type]
-    assert seen == [0, 4]
+    # 100.0 lands (the first), 100.5 is within the second, 101.0 is a second later, 101.2 is not; the last always
+    assert seen == [0, 2, 4] and clock.reads == 5
 
 
 def test_runs_in_a_tiny_fit():
@@ -72,7 +100,9 @@ def test_runs_in_a_tiny_fit():
     assert items["kimg"] == "0.6/0.6" and {"D", "G", "D(x)", "D(G(z))"} <= set(items)
 
 
-def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal():
+def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal(clock):
+    clock.step = 1.0  # each read of the bar's clock is one second later: 200 images between two lines, 200 img/s
+
     def fit(log_every_s: float = 0.0, **console_kwargs) -> str:
         torch.manual_seed(0)
         module = GANModule(architecture={"class_path": "mlp", "init_args": {"g_hidden": 8, "d_hidden": 8}},
@@ -90,9 +120,9 @@ def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal():
     assert [line.split(" · ")[0] for line in lines] == ["kimg: 0.2/0.6", "kimg: 0.4/0.6", "kimg: 0.6/0.6"]
     # rich's end-of-run rendering of the bar is left out: the output ends with the last plain line
     assert output.rstrip("\n").splitlines()[-1] == lines[-1] and "Epoch" not in output
-    rate, eta = lines[0].split(" · ")[1:3]
-    assert rate.endswith(" img/s") and float(rate.split()[0]) > 0
-    assert eta.startswith("eta ") and lines[-1].split(" · ")[2] == "eta 0m00s"  # nothing left at the end
+    # the clock is read at the start and after every iteration: 200 images per second, 400, 200 and 0 images left
+    assert [line.split(" · ")[1:3] for line in lines] == [
+        ["200 img/s", "eta 0m02s"], ["200 img/s", "eta 0m01s"], ["200 img/s", "eta 0m00s"]]
     assert all(" · D: " in line and " · G: " in line for line in lines[1:])
     # a run shorter than the interval still ends with one line: the final count
     single = fit(log_every_s=3600.0).splitlines()

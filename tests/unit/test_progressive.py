@@ -118,6 +118,60 @@ def test_the_table_must_name_the_architectures_stages_and_split_into_d_steps() -
         schedule.check((4, 8, 16), d_steps=3)
 
 
+def _groups_of(k: int):  # noqa: ANN202
+    """A discriminator's ``batch_size_problem`` that needs multiples of ``k``."""
+    return lambda batch_size: None if batch_size % k == 0 else f"groups of {k} do not divide {batch_size}"
+
+
+_groups_of_4 = _groups_of(4)
+
+
+def test_every_stages_batch_is_asked_of_the_discriminator() -> None:
+    """Row 1 has no batch_size (the data's), rows 2-3 use row 2's 32; each is split into d_steps, then asked."""
+    asked: list[int] = []
+
+    def problem(batch_size: int) -> str | None:
+        asked.append(batch_size)
+        return _groups_of_4(batch_size)
+
+    schedule = GrowthSchedule(ROWS[:3])
+    schedule.check((4, 8, 16), batch_size_problem=problem, data_batch_size=12)
+    assert asked == [12, 32, 32]
+    asked.clear()
+    schedule.check((4, 8, 16), d_steps=2, batch_size_problem=problem, data_batch_size=16)
+    assert asked == [8, 16, 16]
+    with pytest.raises(ConfigError) as info:
+        schedule.check((4, 8, 16), batch_size_problem=_groups_of_4, data_batch_size=14, discriminator="MyD")
+    assert str(info.value) == ("ProgressiveGrowing schedule row 1 (resolution 4): batch_size 14 (from the data) does "
+                               "not suit MyD: groups of 4 do not divide 14")
+    with pytest.raises(ConfigError, match=r"row 2 \(resolution 8\): batch_size 32 \(16 per discriminator step\) "
+                                          r"does not suit the discriminator: groups of 32 do not divide 16$"):
+        schedule.check((4, 8, 16), d_steps=2, batch_size_problem=_groups_of(32), data_batch_size=64)
+    rows = [dict(ROWS[0], batch_size=8), ROWS[1], dict(ROWS[2], batch_size=18)]
+    with pytest.raises(ConfigError, match=r"^ProgressiveGrowing schedule row 3 \(resolution 16\): batch_size 18 "
+                                          r"does not suit the discriminator: groups of 4 do not divide 18$"):
+        GrowthSchedule(rows).check((4, 8, 16), batch_size_problem=_groups_of_4)
+    with pytest.raises(ConfigError, match=r"row 1 \(resolution 4\): batch_size 9 \(from the data\) cannot be "
+                                          r"split into --model.d_steps=2"):
+        GrowthSchedule(ROWS[:1] + [{"resolution": 8, "fade_kimg": 1, "stable_kimg": 1}]).check(
+            (4, 8), d_steps=2, data_batch_size=9)
+    GrowthSchedule(ROWS[:3]).check((4, 8, 16), batch_size_problem=_groups_of_4)  # no data size known: rows 2-3
+
+
+def test_a_discriminators_refusal_ends_the_fit_at_its_start_in_one_line(tmp_path) -> None:
+    """The generic question: any discriminator with batch_size_problem takes part (no architecture is named)."""
+    module = GANModule(architecture=TinyGrowableArchitecture(resolutions=(4, 8)), metrics=[])
+    module.discriminator.batch_size_problem = _groups_of_4
+    rows = [{"resolution": 4, "fade_kimg": 0, "stable_kimg": 0.1}, {"resolution": 8, "fade_kimg": 0.1,
+                                                                      "stable_kimg": 0.1, "batch_size": 6}]
+    data = ShapesDataModule(resolution=8, channels=1, num_samples=16, batch_size=8)
+    with pytest.raises(ConfigError) as info:
+        make_trainer(tmp_path, callbacks=[ProgressiveGrowing(schedule=rows)]).fit(module, data)
+    assert str(info.value) == ("ProgressiveGrowing schedule row 2 (resolution 8): batch_size 6 does not suit "
+                               "TinyGrowableDiscriminator: groups of 4 do not divide 6")
+    assert module.iteration == 0
+
+
 # -- real images at the stage ------------------------------------------------------------------------------
 def test_real_images_at_a_stage_are_the_box_filtered_full_images_faded_like_the_generator() -> None:
     x = torch.randn(3, 2, 32, 32, dtype=torch.float64)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_process  # tests/conftest.py
 from lightning_gan import registry
 from lightning_gan.interfaces import AdversarialLoss
 from lightning_gan.losses import HingeLoss
@@ -168,7 +168,7 @@ def test_recipes_are_the_files_of_the_top_level_recipes_folder() -> None:
 
 def test_first_party_table_matches_the_plugins_entry_points() -> None:
     """FIRST_PARTY_PLUGINS (what the core tells users to install) is exactly what plugins/*/ declare."""
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    import tomllib  # requires-python >= 3.11: always there
     declared: dict[str, dict[str, tuple[str, ...]]] = {}
     for pyproject in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
         project = tomllib.loads(pyproject.read_text())["project"]
@@ -274,7 +274,7 @@ def test_import_lightning_gan_imports_no_plugin_and_no_torch() -> None:
         "names = r.get_registry('architectures').names();"
         "print(json.dumps({'names': names, 'mods': sorted(m for m in sys.modules if m.startswith(('lightning_gan_', 'torch')))}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     result = json.loads(out)
     assert "mlp" in result["names"]
     assert result["mods"] == []

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from lightning_gan.callbacks.standing_stats import StandingStatistics
 from lightning_gan.interfaces import Generator
 from lightning_gan.ops.truncation import TruncatedGenerator, truncated_normal
-from lightning_gan.utils.standing_stats import batch_norm_modules, standing_statistics
+from lightning_gan.utils.standing_stats import batch_norm_modules, standing_labels, standing_statistics
 
 
 @pytest.mark.parametrize("t", [0.1, 0.5, 1.0, 2.0])
@@ -61,13 +61,14 @@ def test_standing_statistics_are_the_cumulative_mean_of_batch_statistics(c_dim: 
     assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
     # by hand: the same draws, each batch's mean and unbiased variance, averaged over the batches
     rng = torch.Generator().manual_seed(7)
+    labels = standing_labels(c_dim, 4, 16, generator=rng) if c_dim else None  # the classes first (equal shares)
     means, variances = [], []
     with torch.no_grad():
-        for _ in range(4):
+        for b in range(4):
             z = torch.randn(16, 3, generator=rng) if truncation is None else truncated_normal((16, 3), truncation, generator=rng)
             c = None
             if c_dim:
-                c = nn.functional.one_hot(torch.randint(c_dim, (16,), generator=rng), c_dim).float()
+                c = nn.functional.one_hot(labels[b], c_dim).float()
             h = g.pre_bn(z, c)
             means.append(h.mean(0))
             variances.append(h.var(0, unbiased=True))

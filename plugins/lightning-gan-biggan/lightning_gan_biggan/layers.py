@@ -61,8 +61,8 @@ class ConditionalBatchNorm2d(nn.Module):
     """Batch norm whose gain and bias are linear maps of a conditioning vector (BigGAN's conditional BN).
 
     ``y = (1 + W_gamma e) * (x - mu) / sqrt(var + eps) + W_beta e``, with ``e`` [N, cond_dim] the concatenation of
-    the shared class embedding and this block's chunk of z. ``cond_dim = 0`` is plain batch norm with a learned
-    affine ``y = weight * x_hat + bias``.
+    the shared class embedding and this block's chunk of z (the embedding alone without hierarchical z).
+    ``cond_dim = 0`` is plain batch norm with a learned affine ``y = weight * x_hat + bias``.
 
     ``statistics`` chooses what ``mu`` and ``var`` are while training:
 
@@ -203,9 +203,10 @@ class SelfAttention2d(nn.Module):
 class GBlock(nn.Module):
     """Residual up block: ``BN-ReLU-up-conv3x3-BN-ReLU-conv3x3`` plus the skip ``conv1x1(up(x))``; BN conditional.
 
-    Both BNs read the same conditioning vector (shared class embedding ; this block's z chunk); ``up`` is nearest
-    neighbour x2. The convs have no biases: a per-channel constant added anywhere in the residual stream reaches
-    the output only through linear maps (skip convs, upsampling) into a batch norm, which cancels it exactly.
+    Both BNs read the same conditioning vector (shared class embedding ; this block's z chunk, or the embedding
+    alone without hierarchical z); ``up`` is nearest neighbour x2. The convs have no biases: a per-channel constant
+    added anywhere in the residual stream reaches the output only through linear maps (skip convs, upsampling)
+    into a batch norm, which cancels it exactly.
     """
 
     def __init__(self, *, in_channels: int, out_channels: int, cond_dim: int = 0, statistics: BNStatistics = "batch",

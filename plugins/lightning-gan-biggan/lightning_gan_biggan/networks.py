@@ -2,7 +2,9 @@
 
 Generator: z is split into one chunk for the input linear layer and one per residual up block (hierarchical
 latent); z_0 -> linear -> [C_4, 4, 4] -> residual up blocks (conditional BN fed by [shared class embedding ; the
-block's z chunk]) -> optional self-attention at one resolution -> BN-ReLU-conv3x3 -> tanh. Discriminator: the
+block's z chunk]) -> optional self-attention at one resolution -> BN-ReLU-conv3x3 -> tanh. Without hierarchical z
+the whole z goes into the input layer only and the blocks' conditional BN reads the class embedding alone (the
+paper's baseline before "+ Hierarchical latent"). Discriminator: the
 "optimized" first residual block on the image, residual down blocks to ``d_final_resolution``, ``d_extra_blocks``
 residual blocks without downsampling, optional self-attention, ReLU, global sum pooling to ``h`` [N, C], and the
 projection head ``y = psi(h) + <embed(c), h>`` (Miyato & Koyama 2018). Spectral normalization in either network
@@ -100,7 +102,7 @@ class BigGANGenerator(Generator):
             channels: output image channels.
             widths: channels of the feature maps at 4, 8, ..., resolution px.
             shared_dim: size of the shared class embedding (a bias-free linear map of the one-hot class).
-            hierarchical_z: one z chunk per block into its conditional BN (else the whole z into every block).
+            hierarchical_z: one z chunk per block into its conditional BN (else z only into the input layer).
             attention: resolution of the self-attention layer (after the block that makes it); 0 = none.
             bn_statistics: ``"batch"`` or ``"class_grouped"`` batch statistics (see ``ConditionalBatchNorm2d``).
         """
@@ -126,7 +128,7 @@ class BigGANGenerator(Generator):
         elif self.hierarchical_z:
             block_cond = [shared_dim + k for k in chunks[1:]]
         else:
-            block_cond = [shared_dim + z_dim] * n_up
+            block_cond = [shared_dim] * n_up  # the class embedding alone: z enters through the input layer only
         self.linear = nn.Linear(chunks[0], widths[0] * 16)  # z_0 -> [N, C_4 * 4 * 4]
         self.blocks = nn.ModuleList(
             GBlock(in_channels=widths[i], out_channels=widths[i + 1], cond_dim=block_cond[i], statistics=bn_statistics,
@@ -147,7 +149,7 @@ class BigGANGenerator(Generator):
                 z0, *rest = torch.tensor_split(z, self.num_chunks, dim=1)
                 conds: list[Tensor | None] = [torch.cat([e, zi], 1) for zi in rest]
             else:
-                z0, conds = z, [torch.cat([e, z], 1)] * len(self.blocks)
+                z0, conds = z, [e] * len(self.blocks)
         else:
             z0, conds = z, [None] * len(self.blocks)
         x = self.linear(z0).view(n, self.widths[0], 4, 4)  # [N, C_4, 4, 4]
@@ -157,6 +159,17 @@ class BigGANGenerator(Generator):
                 x = self.attn(x)
         x = F.relu(self.out_bn(x, None, labels))
         return torch.tanh(self.out_conv(x))  # [N, channels, R, R]
+
+    def factorizable_weights(self) -> Tensor:
+        """SeFa's ``A`` [C_4 * 16, z_dim]: the input linear layer's weights (spectrally normalized as in eval mode)
+        on the first z chunk, which it reads; the other chunks' columns are 0 (``lightning_gan.directions``)."""
+        training = self.linear.training
+        self.linear.eval()  # spectral norm's weight without a power iteration
+        try:
+            weight = self.linear.weight  # [C_4 * 16, chunk_0]
+        finally:
+            self.linear.train(training)
+        return F.pad(weight, (0, self.z_dim - weight.shape[1]))  # [C_4 * 16, z_dim]
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", widths={self.widths}, shared_dim={self.shared_dim}, hierarchical_z="
@@ -265,7 +278,8 @@ class BigGANArchitecture(ArchitectureSpec):
             shared_dim: size of the shared class embedding (the paper: 128); its entries start N(0, 1), as an
                 embedding table's, so a class vector (norm ~sqrt(shared_dim)) weighs in the conditional BN as much
                 as the z chunk next to it.
-            hierarchical_z: z split into one chunk for the input layer and one per generator block.
+            hierarchical_z: z split into one chunk for the input layer and one per generator block (False: z only
+                into the input layer; the blocks' conditional BN reads the class embedding alone).
             channel_multiplier: the paper's ``ch``; widths are ch x ``G_MULTIPLIERS`` / ``D_MULTIPLIERS``.
             g_widths: explicit generator widths at 4, 8, ..., resolution px (overrides the multiplier).
             d_widths: explicit output widths of the discriminator's blocks (down blocks, then the others).

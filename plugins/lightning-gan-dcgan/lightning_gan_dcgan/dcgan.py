@@ -184,6 +184,11 @@ class DCGANGenerator(Generator):
         self.to_image = nn.Conv2d(width(resolution), channels, 3, padding=1)
         dcgan_init_(self)
 
+    def factorizable_weights(self) -> Tensor:
+        """SeFa's ``A`` [init_channels * 16, z_dim]: the first linear layer's weights on z (the class columns
+        left out), ``lightning_gan.directions``."""
+        return self.project.weight[:, :self.z_dim]
+
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         n = z.shape[0]
         if self.c_dim:

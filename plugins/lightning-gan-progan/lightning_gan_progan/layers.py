@@ -11,7 +11,9 @@ The maths lives in small pure functions that the layer classes call:
   scale of a parameter, has the same relative effect in every layer. Biases start at 0 and are not scaled.
 * ``minibatch_stddev`` (sec. 3): the standard deviation of every feature at every pixel over a group of
   samples, averaged over features and pixels into one number per group, appended to each sample of the
-  group as one constant feature map.
+  group as one constant feature map. Training batches must be multiples of the group size (the discriminator
+  says so to ``ProgressiveGrowing``, which refuses a schedule whose batches are not); a batch the group does
+  not divide (a short last batch, a small evaluation batch) uses a smaller group, said once in the log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 __all__ = [
@@ -106,13 +109,26 @@ class MinibatchStdDev(nn.Module):
         """
         Args:
             group_size: samples per group (4 in the paper's code, 0 = the whole batch as in sec. 3); a batch
-                it does not divide uses the largest divisor of the batch size below it.
+                it does not divide uses the largest divisor of the batch size below it (logged once).
         """
         super().__init__()
         group_size_for(1, group_size)  # validates
         self.group_size = int(group_size)
+        self._told_smaller_group = False
+
+    def batch_size_problem(self, batch_size: int) -> str | None:
+        """None when groups of ``group_size`` divide a batch of ``batch_size``, else why they do not."""
+        if self.group_size == 0 or batch_size % self.group_size == 0:
+            return None
+        return (f"its minibatch standard deviation groups of {self.group_size} do not divide a batch of "
+                f"{batch_size} (they would shrink to {group_size_for(batch_size, self.group_size)}); use a "
+                f"multiple of {self.group_size} or an mbstd_group that divides the batch")
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self._told_smaller_group and self.batch_size_problem(x.shape[0]) is not None:
+            self._told_smaller_group = True
+            rank_zero_info(f"MinibatchStdDev: a batch of {x.shape[0]} uses groups of "
+                           f"{group_size_for(x.shape[0], self.group_size)} instead of {self.group_size} (said once)")
         return minibatch_stddev(x, self.group_size)
 
     def extra_repr(self) -> str:

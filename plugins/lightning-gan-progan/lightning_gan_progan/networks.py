@@ -248,6 +248,13 @@ class ProGANDiscriminator(GrowableDiscriminator):
         self.embed = (EqualizedLinear(in_features=c_dim, out_features=c4, gain=math.sqrt(c_dim), activation="linear",
                                       bias=False, equalized=equalized) if c_dim else None)
 
+    def batch_size_problem(self, batch_size: int) -> str | None:
+        """None when batches of ``batch_size`` keep every minibatch-stddev group full, else why not.
+
+        ``ProgressiveGrowing`` asks this of each stage's batch (per discriminator step) when it checks the schedule.
+        """
+        return None if self.stddev is None else self.stddev.batch_size_problem(batch_size)
+
     def features(self, h: Tensor) -> Tensor:
         """The epilogue's features [N, C_4] from the 4x4 map [N, C_4, 4, 4]: mbstd, 3x3 conv, fully connected."""
         if self.stddev is not None:

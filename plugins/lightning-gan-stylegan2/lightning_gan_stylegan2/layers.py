@@ -18,7 +18,7 @@ The maths lives in small pure functions that the layer classes call:
   evaluations: ``fused`` materializes the per-sample weights [N, O, I, k, k] and runs one grouped
   convolution; ``plain`` scales the input activations by ``s``, convolves with the shared weight and
   scales the outputs by the demodulation coefficients ``d = rsqrt(s^2 @ sum_k(w^2)^T + eps)``, which
-  never builds per-sample weights (cheaper on CPU, see DESIGN.md).
+  never builds per-sample weights (cheaper on CPU, see docs/theory.md#modulation-and-demodulation).
 * ``ar1_noise``: spatially correlated noise, a separable AR(1) process with stationary unit variance.
 * ``minibatch_stddev``: the minibatch standard deviation feature of the discriminator.
 

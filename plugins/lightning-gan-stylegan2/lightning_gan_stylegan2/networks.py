@@ -22,8 +22,8 @@ from lightning_gan_stylegan2.discriminator import (
     GrowableStyleGAN2Discriminator,
     StyleGAN2Discriminator,
 )
-from lightning_gan_stylegan2.layers import (FUSED_MODES, NOISE_MODES, NOISE_STRENGTHS, FusedMode, NoiseMode,
-                                           NoiseStrength)
+from lightning_gan_stylegan2.layers import (FUSED_MODES, NOISE_MODES, NOISE_STRENGTHS, FusedMode, ModulatedConv2d,
+                                           NoiseMode, NoiseStrength)
 from lightning_gan_stylegan2.mapping import MappingNetwork
 from lightning_gan_stylegan2.synthesis import ARCHITECTURES as G_ARCHITECTURES
 from lightning_gan_stylegan2.synthesis import SYNTHESIS_INPUTS, SynthesisArchitecture, SynthesisInput, SynthesisNetwork
@@ -144,6 +144,13 @@ class StyleGAN2Generator(Generator):
         else:
             ws = self.mapping(z, c, truncation_psi, truncation_cutoff)
         return self.synthesis(ws, noise_mode)
+
+    def factorizable_weights(self) -> Tensor:
+        """SeFa's ``A`` [sum of in_channels, w_dim]: the style affines (w -> styles) of every modulated layer of the
+        synthesis network, convs and ToRGBs in order, as effective weights (stored weight times its equalized-lr
+        gain), stacked along the output axis (``lightning_gan.directions``)."""
+        affines = [m.affine for m in self.synthesis_network.modules() if isinstance(m, ModulatedConv2d)]
+        return torch.cat([a.weight * a.weight_gain for a in affines])  # [sum I, w_dim]
 
     def training_ws(self, z: Tensor, c: Tensor | None = None, truncation_psi: float = 1.0,
                     truncation_cutoff: int | None = None) -> Tensor:
