@@ -23,6 +23,7 @@ seeded s):
 Usage::
 
     python benchmarks/biggan_flat_samples.py --ckpt runs/biggan-shapes32/version_0/checkpoints/last.ckpt --seeds 4000
+    python benchmarks/biggan_flat_samples.py --ckpt RUN.ckpt --scan-only        # step 1 only
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4000, help="seeds 0..N-1 scanned (default 4000)")
     parser.add_argument("--threshold", type=float, default=0.08, help="spatial std below which a picture is flat")
     parser.add_argument("--truncation", type=float, nargs="*", default=[1.0, 1.5, 2.0])
+    parser.add_argument("--scan-only", action="store_true", help="only step 1 (how many seeds are flat)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -99,14 +101,14 @@ def main() -> None:
     print(f"1. {len(idx)} of {args.seeds} seeds flat in every class (spatial std < {args.threshold:g}; median "
           f"{float(spatial.median()):.3f}, 1% quantile {float(torch.quantile(spatial, 0.01)):.3f}): "
           f"{idx.tolist()[:20]}")
-    if not len(idx):
+    if not len(idx) or args.scan_only:
         return
     others = torch.randn(64, g.z_dim, generator=torch.Generator().manual_seed(12345))
     batch, _ = measure(g, torch.cat([z[idx], others]), batch_stats=True)
     print(f"2. spatial std of the flat seeds: standing statistics {[round(float(v), 3) for v in spatial[idx][:10]]}; "
           f"the checkpoint's running statistics {[round(float(v), 3) for v in own[idx][:10]]} "
           f"({int((own < args.threshold).sum())} seeds flat); batch statistics in a batch of 64 others "
-          f"{[round(float(v), 3) for v in batch[:len(idx)][:10]]}")
+          f"{[round(float(v), 3) for v in batch[:len(idx)][:10]]} (the 64 others' median {float(batch[len(idx):].median()):.3f})")
     typical = torch.nonzero(spatial > spatial.median()).flatten()[:40]
     width = g.z_dim // g.num_chunks
     for j in range(g.num_chunks):

@@ -136,8 +136,11 @@ class InterruptCheckpoint(Callback):
             return
         self._fitting, self._stop_requested = True, False
         self._main_pid, self._announce = os.getpid(), trainer.is_global_zero
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        current = signal.getsignal(signal.SIGINT)
+        # Python's default, or the inert handler an earlier InterruptCheckpoint left behind when Lightning put back
+        # the handlers it had found at the start of a fit that raised (it behaves as Python's default)
+        stale = getattr(current, "__func__", None) is InterruptCheckpoint._on_sigint and not current.__self__._fitting
+        if threading.current_thread() is threading.main_thread() and (current is signal.default_int_handler or stale):
             signal.signal(signal.SIGINT, self._on_sigint)
             self._sigint_installed = True
 

@@ -222,3 +222,19 @@ def test_a_signalled_fit_saves_exits_with_the_signals_status_and_continues_exact
         for index, moments in opt_reference["state"].items():
             for key, value in moments.items():
                 assert torch.equal(opt_resumed["state"][index][key], value), (index, key)
+
+
+def test_a_stale_handler_left_by_an_earlier_fit_is_replaced(tmp_path) -> None:
+    """After a fit that raised, Lightning puts back the handlers it found, an earlier callback's inert Ctrl-C handler
+    among them; the next fit's callback takes Ctrl-C over from it (else Ctrl-C would stop that fit mid-iteration)."""
+    old = InterruptCheckpoint(tmp_path)
+    signal.signal(signal.SIGINT, old._on_sigint)  # what Lightning leaves behind
+    try:
+        new = InterruptCheckpoint(tmp_path)
+        new.setup(type("FakeTrainer", (), {"is_global_zero": True})(), None, "fit")
+        assert signal.getsignal(signal.SIGINT) == new._on_sigint
+        new._fitting = False
+        new._restore_sigint()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
