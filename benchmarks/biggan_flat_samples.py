@@ -101,6 +101,21 @@ def main() -> None:
     print(f"1. {len(idx)} of {args.seeds} seeds flat in every class (spatial std < {args.threshold:g}; median "
           f"{float(spatial.median()):.3f}, 1% quantile {float(torch.quantile(spatial, 0.01)):.3f}): "
           f"{idx.tolist()[:20]}")
+    try:  # the run's real images, measured the same way (3000 of them)
+        dm = loaded.build_datamodule()
+        dm.setup("fit")
+        count = min(3000, len(dm.train_dataset))
+        real = torch.stack([dm.train_dataset[i][0] for i in range(count)])  # [count, C, H, W]
+    except Exception as exc:  # noqa: BLE001 - a measurement without the data still says the rest
+        real = None
+        print(f"   (no real images: {exc})")
+    if real is not None:
+        r_spatial = real.flatten(2).std(2).mean(1)
+        r_area = ((real - real.flatten(2).median(2).values[:, :, None, None]).abs().max(1).values > 0.25)
+        r_area = r_area.float().flatten(1).mean(1)
+        print(f"   {len(real)} real images: spatial std min {float(r_spatial.min()):.3f}, median "
+              f"{float(r_spatial.median()):.3f}; shape area min {float(r_area.min()):.3f}, 1% quantile "
+              f"{float(torch.quantile(r_area, 0.01)):.3f}, median {float(r_area.median()):.3f}")
     if not len(idx) or args.scan_only:
         return
     others = torch.randn(64, g.z_dim, generator=torch.Generator().manual_seed(12345))

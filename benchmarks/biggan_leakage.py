@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of the runs (default runs/biggan_leakage/<minority>)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate the runs already in --out")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every run again (default: a run whose last.ckpt exists is not retrained)")
     args = parser.parse_args()
     if not 0.0 < args.share < 1.0:
         raise SystemExit(f"--share must be in (0, 1), got {args.share}")
@@ -213,12 +215,17 @@ def main() -> None:
     runs = [(name, seed, out / name / f"seed{seed}") for name in args.variants for seed in seeds]
     codes: dict[tuple[str, int], int] = {}
     if not args.eval_only:
+        todo = []
         for name, seed, run_dir in runs:
+            if (run_dir / "last.ckpt").is_file() and not args.retrain:
+                print(f"{name} seed {seed}: trained already ({run_dir / 'last.ckpt'})", flush=True)
+                continue
             run_dir.mkdir(parents=True, exist_ok=True)
             config = variant_config(args.recipe, {**extra, **VARIANTS[name]}, run_dir=run_dir, kimg=args.kimg,
                                     minority=args.minority, share=args.share, seed=seed)
             (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        codes = train_all(runs, parallel=args.parallel, env=env)
+            todo.append((name, seed, run_dir))
+        codes = train_all(todo, parallel=args.parallel, env=env)
     rows: dict[tuple[str, int], dict[str, float]] = {}
     for name, seed, run_dir in runs:
         ckpt = run_dir / "last.ckpt"

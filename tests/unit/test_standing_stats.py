@@ -40,6 +40,10 @@ def test_class_counts_by_hand() -> None:
     assert standing_class_counts([0.05, 0.15, 0.8], 64).tolist() == [4, 10, 50]
     # equal shares: 1 + floor(61 / 3) = 21 each, the one left to the lowest index (ties)
     assert standing_class_counts([1, 1, 1], 64).tolist() == [22, 21, 21]
+    # 1,000 classes with the defaults (16 x 64 labels): every class once, 24 twice (drawn independently, about
+    # (1 - 1/1000)^1024 = 36% of the classes would get none)
+    counts = standing_class_counts([1.0] * 1000, 16 * 64)
+    assert int(counts.min()) == 1 and int((counts == 2).sum()) == 24 and int(counts.sum()) == 1024
     # a tiny share still gets one label; a share of 0 none
     assert standing_class_counts([0.001, 0.0, 0.999], 10).tolist() == [1, 0, 9]
     # fewer labels than classes: plain largest remainders of p_k * T (no class guaranteed)
