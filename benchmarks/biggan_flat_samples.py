@@ -36,7 +36,7 @@ from torch import Tensor
 
 from lightning_gan.checkpoint import load_sampler
 from lightning_gan.ops.truncation import truncated_normal
-from lightning_gan.utils.standing_stats import standing_statistics
+from lightning_gan.utils.standing_stats import data_class_shares, standing_statistics
 
 
 @torch.no_grad()
@@ -92,7 +92,11 @@ def main() -> None:
         raise SystemExit("this measurement needs a class-conditional BigGAN generator with hierarchical z")
     z = torch.cat([g.sample_latents(1, generator=torch.Generator().manual_seed(s)) for s in range(args.seeds)])
     own, _ = measure(g, z)  # the checkpoint's running statistics
-    standing_statistics(g, num_batches=16)
+    try:  # the classes in the run's training shares, as generate draws them
+        shares = data_class_shares(loaded.build_datamodule())
+    except Exception:  # noqa: BLE001 - no data recorded: equal shares, as generate falls back to
+        shares = None
+    standing_statistics(g, num_batches=16, class_shares=shares)
     spatial, area = measure(g, z)
     flat = spatial < args.threshold
     idx = torch.nonzero(flat).flatten()
