@@ -69,6 +69,7 @@ __all__ = [
     "NetworkPair",
     "PenaltyInputs",
     "Regularizer",
+    "SyncableBatchNorm",
     "growth_gaps",
     "require_condition",
     "require_growable",
@@ -321,6 +322,16 @@ class Augmentation(nn.Module, Configurable):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config()["init_args"].items())
         return f"{type(self).__name__}({args})"
+
+
+@runtime_checkable
+class SyncableBatchNorm(Protocol):
+    """A layer with batch statistics of its own that Lightning's ``sync_batchnorm`` (which converts torch's
+    ``_BatchNorm`` modules only) cannot reach. With ``--trainer.sync_batchnorm=true`` GANModule calls
+    ``set_sync_batchnorm()`` on every submodule that has it (structural: no subclassing needed); from then on the
+    layer takes its training statistics over all processes of the group (None: all processes)."""
+
+    def set_sync_batchnorm(self, process_group: Any = None) -> None: ...
 
 
 # -- progressive growing (see the module docstring for the protocol) ------------------------------

@@ -50,6 +50,7 @@ from lightning_gan.interfaces import (
     NetworkName,
     PenaltyInputs,
     Regularizer,
+    SyncableBatchNorm,
 )
 from lightning_gan.metrics.base import EvaluationContext, GeneratorMetric
 from lightning_gan.metrics.selection import data_default_metrics, setup_metrics
@@ -291,6 +292,10 @@ class GANModule(LightningModule):
                 "after every optimizer step (an overflow in D halves G's scale too). Use --trainer.plugins=fp16-dynamic "
                 "(one loss scale per network, updated once per iteration) or --trainer.precision=bf16-mixed."
             )
+        if getattr(strategy, "_layer_sync", None) is not None:  # --trainer.sync_batchnorm=true
+            for m in self.modules():  # plugins' own batch norms, which torch's SyncBatchNorm conversion misses
+                if isinstance(m, SyncableBatchNorm):
+                    m.set_sync_batchnorm()
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None:
             _check_data(self.generator, self.discriminator, datamodule, self.spec)

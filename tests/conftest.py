@@ -21,6 +21,18 @@ import pytest
 from lightning_gan import registry
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker and its subprocesses use one thread.
+
+    With as many workers as cores, torch's default of one thread per core would oversubscribe the machine.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by every subprocess a test starts
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_lightning() -> Iterator[None]:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

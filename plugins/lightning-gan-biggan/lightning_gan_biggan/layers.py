@@ -8,9 +8,10 @@ One class per layer concept; the maths in the functions the layers call.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
@@ -22,6 +23,7 @@ __all__ = [
     "GBlock",
     "INITS",
     "SelfAttention2d",
+    "all_reduced_moments",
     "apply_spectral_norm",
     "class_grouped_moments",
     "init_weights_",
@@ -57,6 +59,56 @@ def class_grouped_moments(x: Tensor, labels: Tensor, num_classes: int) -> tuple[
     return mean, var, count
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """``sum_r t_r`` over the processes of a group, differentiable: every process gets the sum, and the gradient
+    of each ``t_r`` is the sum over processes of the gradients that reached the sum (``d sum_r' L_r' / d t_r``)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, group: Any) -> Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=ctx.group)
+        return total, None
+
+
+def all_reduced_moments(mean: Tensor, var: Tensor, count: Tensor, group: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean and biased variance over the samples of every process, from each process's own moments; one
+    all-reduce, differentiable (the gradient flows through the global statistics as in one process with all the
+    samples).
+
+    With process r's mean ``mu_r``, biased variance ``v_r`` and count ``n_r`` (values per channel),
+    ``n = sum_r n_r``, ``mu = (1/n) sum_r n_r mu_r``, ``var = (1/n) sum_r n_r (v_r + mu_r^2) - mu^2``: the sums
+    travel packed in one float64 tensor [..., 2C + 1] (float64 so that the last subtraction does not cancel).
+    Groups (classes) that no process holds get mean 0 and variance 0.
+
+    Args:
+        mean: this process's means [..., C] (``...``: no dims for batch statistics, [K] per class).
+        var: this process's biased variances [..., C].
+        count: this process's number of values behind each mean [...] (0 for an absent group).
+        group: the process group (None: all processes).
+
+    Returns:
+        ``(mean [..., C], var [..., C])`` in ``mean``'s dtype and the global count [...] (float64).
+    """
+    n_r = count.to(torch.float64).detach()
+    mu_r = mean.to(torch.float64)
+    local = torch.cat([mu_r * n_r[..., None], (var.to(torch.float64) + mu_r.square()) * n_r[..., None],
+                       n_r[..., None]], dim=-1)  # [..., 2C + 1]: sum, sum of squares, count
+    total = _AllReduceSum.apply(local, group)
+    channels = mean.shape[-1]
+    n = total[..., -1].detach()  # [...]
+    scale = 1.0 / n.clamp(min=1)[..., None]
+    mu = total[..., :channels] * scale  # [..., C]
+    sigma2 = (total[..., channels:2 * channels] * scale - mu.square()).clamp(min=0)
+    return mu.to(mean.dtype), sigma2.to(mean.dtype), n
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """Batch norm whose gain and bias are linear maps of a conditioning vector (BigGAN's conditional BN).
 
@@ -75,10 +127,18 @@ class ConditionalBatchNorm2d(nn.Module):
       did. ``num_batches_tracked`` is per class too ([K]: the batches that contained the class).
 
     Running variances are unbiased (``n / (n - 1)`` with n the number of values averaged), as in ``nn.BatchNorm2d``.
+
+    **Several processes** (``set_sync_batchnorm``, or ``sync=True``): while training under an initialized process
+    group of two or more processes, ``mu`` and ``var`` are taken over the samples of every process
+    (``all_reduced_moments``: one all-reduce per forward pass), per class for ``"class_grouped"``; the output and
+    the gradients are those of one process holding the whole batch, and the running statistics, updated from the
+    global statistics (unbiased with the global n), stay the same on every process. Without a process group, or
+    with one process, it is the plain layer. Every process must then run the layer's training-mode forward (and
+    backward) passes in the same order.
     """
 
     def __init__(self, num_features: int, *, cond_dim: int = 0, statistics: BNStatistics = "batch",
-                 num_classes: int = 0, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
+                 num_classes: int = 0, eps: float = 1e-5, momentum: float | None = 0.1, sync: bool = False) -> None:
         """
         Args:
             num_features: channels C.
@@ -87,6 +147,7 @@ class ConditionalBatchNorm2d(nn.Module):
             num_classes: K, the number of classes (only for ``"class_grouped"``).
             eps: added to the variance.
             momentum: weight of a new batch in the running statistics; None = cumulative average.
+            sync: batch statistics over all processes of the default group (see ``set_sync_batchnorm``).
         """
         super().__init__()
         if statistics not in BN_STATISTICS:
@@ -95,6 +156,7 @@ class ConditionalBatchNorm2d(nn.Module):
             raise ValueError("class_grouped batch statistics need classes: use it with a conditional model (c_dim > 0)")
         self.num_features, self.cond_dim, self.statistics = num_features, cond_dim, statistics
         self.num_classes, self.eps, self.momentum = num_classes, eps, momentum
+        self.sync, self.process_group = bool(sync), None
         if cond_dim:
             self.gain_map = nn.Linear(cond_dim, num_features, bias=False)  # gamma(e)
             self.bias_map = nn.Linear(cond_dim, num_features, bias=False)  # beta(e)
@@ -105,6 +167,16 @@ class ConditionalBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(*groups, num_features))
         self.register_buffer("running_var", torch.ones(*groups, num_features))
         self.register_buffer("num_batches_tracked", torch.zeros(groups, dtype=torch.long))
+
+    def set_sync_batchnorm(self, process_group: Any = None) -> None:
+        """Take the training batch statistics over every process of ``process_group`` (None: all processes), as
+        ``--trainer.sync_batchnorm=true`` asks of torch's batch norms (class docstring, "Several processes")."""
+        self.sync, self.process_group = True, process_group
+
+    def _synchronized(self) -> bool:
+        """Whether this training forward pass all-reduces its statistics (synced, and two or more processes)."""
+        return (self.sync and self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size(self.process_group) > 1)
 
     def reset_running_stats(self) -> None:
         """Running mean 0, variance 1, no batches tracked (what standing statistics start from)."""
@@ -120,6 +192,20 @@ class ConditionalBatchNorm2d(nn.Module):
 
     def normalize(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """``(x - mu) / sqrt(var + eps)`` with the statistics of the mode (and the running ones in eval)."""
+        synchronized = self._synchronized()
+        if self.statistics == "batch" and synchronized:
+            xf = x if x.dtype == torch.float64 else x.float()  # statistics in at least float32
+            var_r, mean_r = torch.var_mean(xf, dim=(0, 2, 3), correction=0)  # [C]: this process's moments
+            n_r = torch.full((), float(x.numel() // x.shape[1]), dtype=torch.float64, device=x.device)  # values
+            mean, var, n = all_reduced_moments(mean_r, var_r, n_r, self.process_group)  # [C], [C], []
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = self._factor(self.num_batches_tracked)  # [] (the same on every process)
+                unbiased = var * (n / (n - 1).clamp(min=1)).to(var.dtype)
+                self.running_mean.mul_(1 - factor).add_(factor * mean.to(factor.dtype))
+                self.running_var.mul_(1 - factor).add_(factor * unbiased.to(factor.dtype))
+            x_hat = (xf - mean[:, None, None]) * torch.rsqrt(var[:, None, None] + self.eps)
+            return x_hat.to(x.dtype)
         if self.statistics == "batch":
             factor = 0.0
             if self.training:
@@ -133,10 +219,13 @@ class ConditionalBatchNorm2d(nn.Module):
         else:
             xf = x if x.dtype == torch.float64 else x.float()  # statistics in at least float32
             mean_k, var_k, count = class_grouped_moments(xf, labels, self.num_classes)
+            n = count * x.shape[2] * x.shape[3]  # values per class and channel
+            if synchronized:  # every process's samples of each class; counts [K] summed over processes
+                mean_k, var_k, n = all_reduced_moments(mean_k, var_k, n, self.process_group)
+                n = n.to(count.dtype)
             with torch.no_grad():
-                present = count > 0
+                present = n > 0
                 self.num_batches_tracked.add_(present.long())
-                n = count * x.shape[2] * x.shape[3]  # values per class and channel
                 unbiased = var_k * (n / (n - 1).clamp(min=1))[:, None]
                 w = (self._factor(self.num_batches_tracked) * present)[:, None]  # [K, 1]; 0 for absent classes
                 self.running_mean.mul_(1 - w).add_(w * mean_k)
@@ -163,7 +252,7 @@ class ConditionalBatchNorm2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, cond_dim={self.cond_dim}, statistics={self.statistics!r}, eps={self.eps}, "
-                f"momentum={self.momentum}")
+                f"momentum={self.momentum}" + (", sync=True" if self.sync else ""))
 
 
 class SelfAttention2d(nn.Module):

@@ -18,6 +18,7 @@ Widths: ``channel_multiplier`` (the paper's ``ch``) times the paper's per-resolu
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ class BigGANGenerator(Generator):
 
     def __init__(self, *, z_dim: int, c_dim: int = 0, resolution: int, channels: int = 3, widths: list[int],
                  shared_dim: int = 128, hierarchical_z: bool = True, attention: int = 0,
-                 bn_statistics: BNStatistics = "batch") -> None:
+                 bn_statistics: BNStatistics = "batch", sync_bn: bool = False) -> None:
         """
         Args:
             z_dim: latent size (split into ``log2(resolution / 4) + 1`` chunks when ``hierarchical_z``).
@@ -105,6 +106,7 @@ class BigGANGenerator(Generator):
             hierarchical_z: one z chunk per block into its conditional BN (else z only into the input layer).
             attention: resolution of the self-attention layer (after the block that makes it); 0 = none.
             bn_statistics: ``"batch"`` or ``"class_grouped"`` batch statistics (see ``ConditionalBatchNorm2d``).
+            sync_bn: batch statistics over all processes under DDP (``ConditionalBatchNorm2d.set_sync_batchnorm``).
         """
         super().__init__(z_dim=z_dim, c_dim=c_dim, output_shape=(channels, resolution, resolution))
         _check_resolution(resolution)
@@ -137,6 +139,20 @@ class BigGANGenerator(Generator):
         self.attn = SelfAttention2d(widths[self.attention_after + 1]) if self.attention_after is not None else None
         self.out_bn = ConditionalBatchNorm2d(widths[-1], statistics=bn_statistics, num_classes=c_dim)
         self.out_conv = nn.Conv2d(widths[-1], channels, 3, padding=1)
+        if sync_bn:
+            self.set_sync_batchnorm()
+
+    def set_sync_batchnorm(self, process_group: Any = None) -> None:
+        """Every conditional batch norm takes its training statistics over all processes of ``process_group``
+        (None: all processes); a no-op without an initialized process group of two or more processes."""
+        for m in self.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                m.set_sync_batchnorm(process_group)
+
+    @property
+    def sync_bn(self) -> bool:
+        """Whether the conditional batch norms synchronize their statistics across processes."""
+        return any(m.sync for m in self.modules() if isinstance(m, ConditionalBatchNorm2d))
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         n = z.shape[0]
@@ -173,7 +189,8 @@ class BigGANGenerator(Generator):
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", widths={self.widths}, shared_dim={self.shared_dim}, hierarchical_z="
-                f"{self.hierarchical_z}, attention={self.attention}, bn_statistics={self.bn_statistics!r}")
+                f"{self.hierarchical_z}, attention={self.attention}, bn_statistics={self.bn_statistics!r}"
+                + (", sync_bn=True" if self.sync_bn else ""))
 
 
 class BigGANDiscriminator(Discriminator):
@@ -268,6 +285,7 @@ class BigGANArchitecture(ArchitectureSpec):
         sn_power_iterations: int = 1,
         init: Init = "orthogonal",
         bn_statistics: BNStatistics = "batch",
+        sync_bn: bool = False,
     ) -> None:
         """
         Args:
@@ -292,6 +310,8 @@ class BigGANArchitecture(ArchitectureSpec):
             init: "orthogonal" (the paper), "normal" (N(0, 0.02)) or "xavier".
             bn_statistics: generator batch statistics: "batch" (standard) or "class_grouped" (per class in the
                 batch, no class leakage; needs c_dim > 0).
+            sync_bn: generator batch statistics over the samples of all processes under DDP (one all-reduce per
+                batch norm per forward pass; ``--trainer.sync_batchnorm=true`` switches it on too).
         """
         _check_resolution(resolution)
         for name, value in dict(channels=channels, z_dim=z_dim, shared_dim=shared_dim,
@@ -315,6 +335,7 @@ class BigGANArchitecture(ArchitectureSpec):
         self.d_final_resolution, self.d_extra_blocks, self.attention = d_final_resolution, d_extra_blocks, attention
         self.g_spectral_norm, self.d_spectral_norm = g_spectral_norm, d_spectral_norm
         self.sn_power_iterations, self.init, self.bn_statistics = sn_power_iterations, init, bn_statistics
+        self.sync_bn = bool(sync_bn)
         self._validate()  # every shape error now, not at fit time
 
     def _validate(self) -> None:
@@ -341,7 +362,7 @@ class BigGANArchitecture(ArchitectureSpec):
                                                      extra_blocks=self.d_extra_blocks)
         g = BigGANGenerator(z_dim=self.z_dim, c_dim=self.c_dim, resolution=self.resolution, channels=self.channels,
                             widths=g_widths, shared_dim=self.shared_dim, hierarchical_z=self.hierarchical_z,
-                            attention=self.attention, bn_statistics=self.bn_statistics)
+                            attention=self.attention, bn_statistics=self.bn_statistics, sync_bn=self.sync_bn)
         d = BigGANDiscriminator(c_dim=self.c_dim, resolution=self.resolution, channels=self.channels, widths=d_widths,
                                 final_resolution=self.d_final_resolution, attention=self.attention)
         init_weights_(g, self.init, skip=(g.shared,) if g.shared is not None else ())
