@@ -11,6 +11,7 @@ from lightning_gan.analysis.demodulation import (
     plot_variance_ratios,
 )
 from lightning_gan.analysis.gradient_flow import LayerGradient, discriminator_gradient_flow
+from lightning_gan.analysis.hvp import GameEstimate, estimate_game
 from lightning_gan.analysis.leakage import (
     ClassLeakage,
     batch_statistics,
@@ -40,7 +41,10 @@ from lightning_gan.analysis.stability import (
     convergence_factor,
     jacobian_spectral_norm,
     layer_spectral_norms,
+    lr_scale_for_target,
+    lr_window,
     max_stable_lr,
+    min_damping_for_target,
     noise_floor,
     power_iteration_norm,
     simulate_linear_game,
@@ -61,6 +65,7 @@ __all__ = [
     "ring_index",
     "spectral_gap",
     "ClassLeakage",
+    "GameEstimate",
     "LayerGradient",
     "LayerSpectralNorm",
     "LinearGameSimulation",
@@ -73,9 +78,13 @@ __all__ = [
     "conv_operator_norm",
     "convergence_factor",
     "discriminator_gradient_flow",
+    "estimate_game",
     "jacobian_spectral_norm",
     "layer_spectral_norms",
+    "lr_scale_for_target",
+    "lr_window",
     "max_stable_lr",
+    "min_damping_for_target",
     "measure_leakage",
     "noise_floor",
     "normalized_shift",

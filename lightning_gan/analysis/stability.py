@@ -41,6 +41,9 @@ __all__ = [
     "LinearGameSimulation",
     "convergence_factor",
     "jacobian_spectral_norm",
+    "lr_window",
+    "lr_scale_for_target",
+    "min_damping_for_target",
     "layer_spectral_norms",
     "max_stable_lr",
     "noise_floor",
@@ -108,6 +111,89 @@ def noise_floor(eta: float, sigma: float, r: float) -> float:
     if r >= 1.0:
         return math.inf
     return (eta * sigma) ** 2 / (1.0 - r)
+
+
+def lr_window(alpha: float, s_max: float, target: float) -> tuple[float, float] | None:
+    """The steps whose convergence factor is at most ``target``: ``r(eta) <= target`` iff ``lo <= eta <= hi``.
+
+    ``r(eta) = 1 - 2 eta alpha + eta^2 (alpha^2 + s^2)`` is a parabola in eta, so ``r = target`` at
+    ``eta = (alpha -+ sqrt(alpha^2 - (alpha^2 + s^2)(1 - target))) / (alpha^2 + s^2)``. None when no step
+    reaches the target: alpha <= 0, or ``s^2 / (alpha^2 + s^2)`` (the smallest r, at
+    ``eta = alpha / (alpha^2 + s^2)``) is above it.
+
+    Args:
+        alpha: damping.
+        s_max: largest singular value of the coupling (>= 0).
+        target: the convergence factor to stay at or below, in (0, 1].
+    """
+    _check_non_negative(s_max=s_max)
+    if not (math.isfinite(target) and 0 < target <= 1):
+        raise ValueError(f"target must lie in (0, 1], got {target}")
+    if not math.isfinite(alpha) or alpha <= 0:
+        return None
+    q = alpha * alpha + s_max * s_max
+    disc = alpha * alpha - q * (1.0 - target)
+    if disc < 0:
+        return None
+    root = math.sqrt(disc)
+    return (alpha - root) / q, (alpha + root) / q
+
+
+def lr_scale_for_target(lrs: Sequence[float], alpha: float, s_max: float, target: float) -> float | None:
+    """The factor k <= 1 on every learning rate that keeps ``r(k eta_i) <= target`` for each network i.
+
+    Each network's r is evaluated at its own learning rate with the common alpha and s_max. ``k = min(1, min_i
+    hi_i / eta_i)`` with ``hi`` the upper end of :func:`lr_window`: the largest steps at or below the target,
+    so ``r = target`` for the network that binds. k = 1 whenever every ``r(eta_i) <= target`` (nothing to
+    change), and also when a step is below the window (r above the target only because the step is small:
+    the game contracts, slowly; raising the user's learning rate is not this function's job). When no step
+    reaches the target but alpha > 0, the step that minimizes r, ``alpha / (alpha^2 + s^2)``, takes the place
+    of ``hi``. None when alpha <= 0: no learning rate makes the linear game contract.
+
+    Args:
+        lrs: each network's learning rate (> 0).
+        alpha: damping.
+        s_max: largest singular value of the coupling (>= 0).
+        target: the convergence factor to stay at or below, in (0, 1].
+    """
+    for eta in lrs:
+        _check_positive(eta=eta)
+    window = lr_window(alpha, s_max, target)
+    if window is None:
+        if not math.isfinite(alpha) or alpha <= 0:
+            return None
+        hi = alpha / (alpha * alpha + s_max * s_max)
+    else:
+        hi = window[1]
+    return min([1.0] + [hi / eta for eta in lrs])
+
+
+def min_damping_for_target(lrs: Sequence[float], s_max: float, target: float) -> float | None:
+    """The smallest alpha with ``r(eta_i) <= target`` for every learning rate eta_i, or None if none exists.
+
+    For one step eta, ``(1 - eta alpha)^2 <= target - (eta s)^2`` gives
+    ``alpha in [(1 - sqrt(target - (eta s)^2)) / eta, (1 + sqrt(target - (eta s)^2)) / eta]``; empty when
+    ``(eta s)^2 > target`` (the coupling alone rotates too fast: only a smaller step helps). The answer is the
+    largest lower end, if it is within every upper end.
+
+    Args:
+        lrs: each network's learning rate (> 0).
+        s_max: largest singular value of the coupling (>= 0).
+        target: the convergence factor to stay at or below, in (0, 1].
+    """
+    _check_non_negative(s_max=s_max)
+    if not (math.isfinite(target) and 0 < target <= 1):
+        raise ValueError(f"target must lie in (0, 1], got {target}")
+    lows, highs = [], []
+    for eta in lrs:
+        _check_positive(eta=eta)
+        slack = target - (eta * s_max) ** 2
+        if slack < 0:
+            return None
+        lows.append((1.0 - math.sqrt(slack)) / eta)
+        highs.append((1.0 + math.sqrt(slack)) / eta)
+    alpha = max(lows)
+    return alpha if alpha <= min(highs) else None
 
 
 # -- simulation --------------------------------------------------------------------------------------

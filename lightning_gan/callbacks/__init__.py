@@ -10,7 +10,8 @@ from lightning_gan.callbacks.progressive import ProgressiveGrowing
 from lightning_gan.callbacks.progress import GANProgressBar
 from lightning_gan.callbacks.sample_grid import SampleGrid
 from lightning_gan.callbacks.stability import StabilityMonitor
+from lightning_gan.callbacks.stability_controller import StabilityController
 from lightning_gan.callbacks.standing_stats import StandingStatistics
 
 __all__ = ["GANProgressBar", "InterruptCheckpoint", "LazyR1", "LossScaleMonitor", "MetricsCallback", "OverfittingMonitor",
-           "ProgressiveGrowing", "SampleGrid", "StabilityMonitor", "StandingStatistics"]
+           "ProgressiveGrowing", "SampleGrid", "StabilityController", "StabilityMonitor", "StandingStatistics"]
