@@ -4,13 +4,16 @@ GANModule logs ``loss/Dmain``, ``loss/Dreg``, ``loss/Gmain``, ``loss/Greg``, ``p
 ``logits/real``, ``logits/fake``, ``progress/kimg`` and, with an augmentation, its figures (``augment/p``,
 ``augment/rt`` for ADA) to the progress bar every ``log_every_n_iterations`` iterations; this bar shows them as
 ``kimg: 12.3/50 · D: 1.23 · G: 0.713 · R1: 0.0512 · D(x): 1.9 · D(G(z)): -2.1 · p: 0.12 · rt: 0.61`` and reads kimg from the
-module itself, so it is current on every redraw. Redraws and metric updates happen at most
-``refresh_rate`` times per second: a fast toy run pays one clock read per batch.
+module itself, so it is current on every redraw. A growing run (a ``ProgressiveGrowing`` callback) also shows
+its stage right after kimg, ``kimg: 12.3/50 · res: 32 · alpha: 0.45 · D: ...``: the callback's schedule at the
+module's image count, so also current (the logger gets it as ``progressive/resolution`` and
+``progressive/alpha``). Redraws and metric updates happen at most ``refresh_rate`` times per second: a fast toy
+run pays one clock read per batch.
 
 When the console is not a terminal (output redirected to a file, ``nohup``, CI logs) rich draws no bar until
 the run ends, so the bar prints one plain line every ``log_every_s`` seconds instead, e.g.
-``kimg: 12.3/50 · 118 img/s · eta 5m17s · D: 1.23 · G: 0.713 · ...``, and a last one when training ends
-(unless the previous line already showed the final count). Rich's own end-of-run rendering of the bar (the
+``kimg: 12.3/50 · 118 img/s · eta 5m17s · res: 32 · alpha: 0.45 · D: 1.23 · ...``, and a last one when training
+ends (unless the previous line already showed the final count). Rich's own end-of-run rendering of the bar (the
 bar, the timings and the metrics wrapped over several lines) is then left out: the log ends with the plain
 lines.
 """
@@ -28,6 +31,8 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
 from typing_extensions import override
 
+from lightning_gan.callbacks.progressive import ProgressiveGrowing
+
 __all__ = ["GANProgressBar", "format_gan_metrics", "format_metrics_line"]
 
 # Logged name -> short name, in display order.
@@ -38,6 +43,7 @@ _SHORT_NAMES = {
     "loss/Greg": "Greg",
 }
 _LOGIT_NAMES = {"logits/real": "D(x)", "logits/fake": "D(G(z))"}
+_STAGE_NAMES = {"progressive/resolution": "res", "progressive/alpha": "alpha"}
 _HIDDEN = {"progress/kimg", "v_num"}
 DELIMITER = " · "
 
@@ -60,15 +66,21 @@ def format_gan_metrics(metrics: Mapping[str, Any], *, kimg: float | None = None,
     """Progress-bar items from logged metrics: short names, three significant digits, kimg first.
 
     ``kimg`` defaults to ``metrics["progress/kimg"]``; with ``total_kimg`` it reads ``"12.3/50"``.
-    Losses become ``D``, ``Dreg``, ``G``, ``Greg``; ``penalty/R1`` becomes ``R1``; mean logits
-    ``D(x)`` and ``D(G(z))``; the augmentation's ``augment/p`` becomes ``p``; other metrics keep their names;
-    ``v_num`` is dropped.
+    A growing run's stage follows kimg: ``progressive/resolution`` as ``res`` (an integer) and
+    ``progressive/alpha`` as ``alpha`` (two decimals: the weight of the block fading in). Losses become ``D``,
+    ``Dreg``, ``G``, ``Greg``; ``penalty/R1`` becomes ``R1``; mean logits ``D(x)`` and ``D(G(z))``; the
+    augmentation's ``augment/p`` becomes ``p`` and the StabilityController's ``stability/r`` ``r``; other metrics
+    keep their names; ``v_num`` is dropped.
     """
     if kimg is None and "progress/kimg" in metrics:
         kimg = float(metrics["progress/kimg"])
     items: dict[str, str] = {}
     if kimg is not None:
         items["kimg"] = f"{kimg:.1f}" + (f"/{total_kimg:g}" if total_kimg else "")
+    if "progressive/resolution" in metrics:
+        items["res"] = f"{float(metrics['progressive/resolution']):.0f}"
+    if "progressive/alpha" in metrics:
+        items["alpha"] = f"{float(metrics['progressive/alpha']):.2f}"
     for name, short in _SHORT_NAMES.items():
         if name in metrics:
             items[short] = _number(metrics[name])
@@ -79,11 +91,11 @@ def format_gan_metrics(metrics: Mapping[str, Any], *, kimg: float | None = None,
         if name in metrics:
             items[short] = _number(metrics[name])
     for name, value in metrics.items():
-        if name.startswith("augment/"):
-            items[name[len("augment/"):]] = _number(value)
+        if name.startswith(("augment/", "stability/")):  # ADA's p, StabilityController's r and lr_scale
+            items[name.split("/", 1)[1]] = _number(value)
     for name, value in metrics.items():
         if name not in _SHORT_NAMES and name not in _LOGIT_NAMES and name not in _HIDDEN \
-                and not name.startswith(("penalty/", "augment/")):
+                and name not in _STAGE_NAMES and not name.startswith(("penalty/", "augment/", "stability/")):
             items[name] = _number(value)
     return items
 
@@ -128,7 +140,12 @@ class GANProgressBar(RichProgressBar):
 
     @override
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-        metrics = super().get_metrics(trainer, pl_module)
+        metrics = dict(super().get_metrics(trainer, pl_module))
+        images = getattr(pl_module, "images_seen", None)
+        for callback in getattr(trainer, "callbacks", ()):  # the stage at the kimg shown, not at the last log
+            if isinstance(callback, ProgressiveGrowing) and images is not None:
+                metrics["progressive/resolution"], metrics["progressive/alpha"] = \
+                    callback.schedule.stage_at_images(int(images))
         kimg = getattr(pl_module, "kimg", None)
         return format_gan_metrics(metrics, kimg=None if kimg is None else float(kimg),
                                   total_kimg=getattr(pl_module, "total_kimg", None))

@@ -55,6 +55,12 @@ for a new parameter, while the blocks trained so far keep their moments: resetti
 valid second-moment estimates and make every parameter take full-size first steps at once, just as the new
 block joins at weight near 0. ``tests/unit/test_progressive.py`` checks the step counts.
 
+Visibility. On the iterations GANModule logs its losses (every ``log_every_n_iterations``, else the Trainer's
+``log_every_n_steps``) the callback logs the stage after the iteration, ``progressive/resolution`` and
+``progressive/alpha``: the same row of the logger (``metrics.csv``) as ``progress/kimg``, so that
+``alpha = (kimg - start_i) / fade_kimg_i`` can be read off it. ``GANProgressBar`` shows them as ``res`` and
+``alpha``.
+
 Metrics and sample grids follow the stage: a growable generator below its last stage is evaluated with its
 images enlarged to the full resolution by pixel repetition (``ops.growth.at_full_resolution``: exactly what
 the grown generator makes at alpha 0 of every later stage), so real-data statistics are computed once, at full
@@ -356,6 +362,7 @@ class ProgressiveGrowing(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._apply(trainer, pl_module)  # the next batch is transferred (and resized) before the next batch start
+        self._log_stage(trainer, pl_module)
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -391,6 +398,18 @@ class ProgressiveGrowing(Callback):
         if self._applied is None or self._applied[1] != row:
             self._set_lr(trainer, pl_module, images)
         self._applied = (stage, row)
+
+    def _log_stage(self, trainer: Trainer, pl_module: Any) -> None:
+        """Log the stage with GANModule's training figures: on the iterations it logs its losses on."""
+        if self._applied is None or not isinstance(pl_module, LightningModule):
+            return
+        interval = getattr(pl_module, "log_every_n_iterations", None) or max(1, trainer.log_every_n_steps)
+        if int(getattr(pl_module, "iteration", 0)) % interval:
+            return
+        resolution, alpha = self._applied[0]
+        # a pure function of the global image count: the same on every process, no reduction needed
+        pl_module.log_dict({"progressive/resolution": float(resolution), "progressive/alpha": float(alpha)},
+                           prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
 
     def _set_lr(self, trainer: Trainer, pl_module: Any, images: int) -> None:
         lr = self.schedule.lr_at_images(images)

@@ -374,3 +374,29 @@ def test_the_cli_shows_a_bad_table_in_one_line(tmp_path, capsys) -> None:
     assert err.splitlines()[0] == ("lightning-gan: error: ProgressiveGrowing schedule row 2 (resolution 8): fade_kimg "
                                    "must be a non-negative number of kimg, got -1")
     assert "Traceback" not in err
+
+
+def test_the_logger_records_the_stage_the_table_predicts_at_each_logged_kimg(tmp_path) -> None:
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module, data = build()
+    fit = pl.Trainer(max_epochs=4, accelerator="cpu", devices=1, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=2,
+                     logger=CSVLogger(tmp_path, name="run"), callbacks=[ProgressiveGrowing(schedule=ROWS)])
+    fit.fit(module, data)
+    with open(Path(fit.logger.log_dir) / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("progress/kimg")]
+    assert len(rows) == module.iteration // 2  # every logged iteration, the stage on the same row as kimg
+    starts = [0.0, 0.016, 0.016 + 0.048 + 0.008]  # kimg at which each row of ROWS begins
+    seen = set()
+    for r in rows:
+        kimg = float(r["progress/kimg"])
+        i = max(j for j, start in enumerate(starts) if kimg >= start - 1e-9)
+        fade = ROWS[i]["fade_kimg"]
+        alpha = 1.0 if fade == 0 else min(1.0, (kimg - starts[i]) / fade)
+        assert float(r["progressive/resolution"]) == ROWS[i]["resolution"], r
+        assert float(r["progressive/alpha"]) == pytest.approx(alpha, abs=1e-6), r
+        seen.add((ROWS[i]["resolution"], 0 < alpha < 1))
+    assert {(8, True), (16, True), (16, False)} <= seen  # mid-fade rows of both growths, and the last stage

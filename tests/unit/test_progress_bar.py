@@ -134,3 +134,36 @@ def test_prints_plain_progress_lines_when_the_console_is_not_a_terminal(clock):
 def test_rejects_a_negative_log_interval():
     with pytest.raises(ValueError, match="log_every_s"):
         GANProgressBar(log_every_s=-1.0)
+
+
+def test_format_puts_a_growing_runs_resolution_and_alpha_after_kimg():
+    items = format_gan_metrics({**LOGGED, "progressive/resolution": 32.0, "progressive/alpha": 0.4567},
+                               kimg=12.34, total_kimg=50)
+    assert format_metrics_line(items) == ("kimg: 12.3/50 · res: 32 · alpha: 0.46 · D: 1.23 · Dreg: 0.0512 · "
+                                          "G: 0.712 · R1: 0.0032 · D(x): 1.9 · D(G(z)): -2.05 · coverage/modes: 24")
+
+
+def test_a_growing_runs_plain_lines_show_the_stage_after_each_iteration(clock):
+    from lightning_gan.callbacks import ProgressiveGrowing
+    from lightning_gan.data.shapes import ShapesDataModule
+    from lightning_gan.testing.tiny import TinyGrowableArchitecture
+
+    clock.step = 1.0
+    torch.manual_seed(0)
+    # 8 images per iteration; 8 px fades in over images 16-48: alpha = (images - 16) / 32
+    schedule = [{"resolution": 4, "fade_kimg": 0, "stable_kimg": 0.016},
+                {"resolution": 8, "fade_kimg": 0.032, "stable_kimg": 0.016}]
+    module = GANModule(architecture=TinyGrowableArchitecture(resolutions=(4, 8)), metrics=[], total_kimg=0.064,
+                       log_every_n_iterations=4)
+    out = io.StringIO()
+    bar = GANProgressBar(log_every_s=0.0, console_kwargs={"file": out})
+    trainer = Trainer(max_epochs=-1, logger=False, accelerator="cpu", enable_model_summary=False,
+                      enable_checkpointing=False, callbacks=[bar, ProgressiveGrowing(schedule=schedule)],
+                      num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, ShapesDataModule(resolution=8, channels=1, num_samples=32, batch_size=8, seed=0))
+    lines = [line.split(" · ") for line in out.getvalue().splitlines() if line.startswith("kimg: ")]
+    assert len(lines) == 8
+    stages = [(parts[3], parts[4]) for parts in lines]  # after kimg, img/s and eta; current on every line
+    expected = [(4, 1.0)] + [(8, min(1.0, (8 * i - 16) / 32)) for i in range(2, 9)]
+    assert stages == [(f"res: {r}", f"alpha: {a:.2f}") for r, a in expected]
+    assert stages[2:4] == [("res: 8", "alpha: 0.25"), ("res: 8", "alpha: 0.50")]  # mid-fade
