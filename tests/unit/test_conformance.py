@@ -348,7 +348,7 @@ class OneNetworkPrecision(Precision, GANPrecision):
         yield
 
 
-@pytest.mark.parametrize("plugin", ["fp32", "bf16-mixed", "fp16-dynamic", Precision()], ids=str)
+@pytest.mark.parametrize("plugin", ["fp32", "bf16-mixed", "fp16-dynamic", Precision()], ids=lambda p: p if isinstance(p, str) else type(p).__name__)
 def test_precision_plugins_conform(plugin) -> None:
     """The built-ins and a plain Lightning Precision (fp16-dynamic: float16 autocast on CPU)."""
     assert isinstance(check_precision(plugin), Precision)
