@@ -34,6 +34,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _restore_signal_handlers() -> Iterator[None]:
+    """Every test starts with the SIGINT/SIGTERM handlers the process had, whatever an earlier test in the same
+    worker left: Lightning ignores SIGINT after a fit a KeyboardInterrupt ended (and its DDP teardown leaves
+    SIG_DFL), which the next in-process fit and every subprocess (the disposition is inherited) would see."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        if signal.getsignal(signum) is not handler and handler is not None:
+            signal.signal(signum, handler)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_lightning() -> Iterator[None]:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     with warnings.catch_warnings():
