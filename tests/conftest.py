@@ -22,7 +22,7 @@ from lightning_gan import registry
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker and its subprocesses use one thread.
+    """Under pytest-xdist (``pytest -n 2``, optional) each worker and its subprocesses use one thread.
 
     With as many workers as cores, torch's default of one thread per core would oversubscribe the machine.
     """
