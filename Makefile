@@ -12,7 +12,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lightning-gan fit --recipe quickstart
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadscope
 
 install: $(STAMP)
 

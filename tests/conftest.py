@@ -33,16 +33,29 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+# The handlers the test process started with (pytest's own, or a pytest-xdist worker's), except that Ctrl-C is
+# always Python's KeyboardInterrupt: a shell starts a background job (`make test &`, nohup, some CI runners) with
+# SIGINT ignored, which every process inherits, and the tests of Ctrl-C need it delivered.
+_INITIAL_SIGNAL_HANDLERS = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+_INITIAL_SIGNAL_HANDLERS[signal.SIGINT] = signal.default_int_handler
+
+
 @pytest.fixture(autouse=True)
 def _restore_signal_handlers() -> Iterator[None]:
-    """Every test starts with the SIGINT/SIGTERM handlers the process had, whatever an earlier test in the same
-    worker left: Lightning ignores SIGINT after a fit a KeyboardInterrupt ended (and its DDP teardown leaves
-    SIG_DFL), which the next in-process fit and every subprocess (the disposition is inherited) would see."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    """Every test starts, and ends, with the SIGINT/SIGTERM handlers the process started with, whatever an earlier
+    test or a module-scoped fixture in the same process left: Lightning ignores SIGINT after a fit a
+    KeyboardInterrupt ended and its DDP teardown leaves SIG_DFL, which the next in-process fit and every subprocess
+    (an ignored disposition is inherited) would see. Set up before the test (not only after it) because a wider-scoped
+    fixture that fits runs between two tests' teardown and setup."""
+
+    def reset() -> None:
+        for signum, handler in _INITIAL_SIGNAL_HANDLERS.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+
+    reset()
     yield
-    for signum, handler in saved.items():
-        if signal.getsignal(signum) is not handler and handler is not None:
-            signal.signal(signum, handler)
+    reset()
 
 
 @pytest.fixture(autouse=True)
