@@ -32,14 +32,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_gan import registry
+from lightning_gan.callbacks._every import KIMG_EPS, next_multiple, reached
 from lightning_gan.errors import ConfigError
 from lightning_gan.metrics.base import GeneratorMetric
 from lightning_gan.metrics.selection import headline, setup_metrics
 from lightning_gan.ops.truncation import check_threshold
 
 __all__ = ["MetricsCallback"]
-
-_EPS = 1e-9
 
 
 class MetricsCallback(Callback):
@@ -130,21 +129,21 @@ class MetricsCallback(Callback):
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         kimg = float(pl_module.kimg)
-        base = self.last_kimg if self.last_kimg is not None and self.last_kimg <= kimg + _EPS else kimg
-        self._next_kimg = (math.floor(base / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
+        base = self.last_kimg if self.last_kimg is not None and self.last_kimg <= kimg + KIMG_EPS else kimg
+        self._next_kimg = next_multiple(base, self.every_n_kimg)
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self.metrics or pl_module.kimg + _EPS < self._next_kimg:
+        if not self.metrics or not reached(float(pl_module.kimg), self._next_kimg):
             return
         self._evaluate(trainer, pl_module)
-        self._next_kimg = (math.floor(float(pl_module.kimg) / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
+        self._next_kimg = next_multiple(float(pl_module.kimg), self.every_n_kimg)
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.metrics:
             return
-        if self.last_kimg is None or abs(self.last_kimg - float(pl_module.kimg)) > _EPS:
+        if self.last_kimg is None or abs(self.last_kimg - float(pl_module.kimg)) > KIMG_EPS:
             self._evaluate(trainer, pl_module)
         if self.best_path and trainer.is_global_zero:
             rank_zero_info(f"best {self._monitor} = {self.best_value:.6g} at {self.best_kimg:.1f} kimg: {self.best_path}")

@@ -38,6 +38,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_gan.callbacks._every import next_multiple, reached
 from lightning_gan.errors import ConfigError
 
 __all__ = ["OverfittingMonitor", "overfitting_figures"]
@@ -171,9 +172,9 @@ class OverfittingMonitor(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         kimg = float(getattr(pl_module, "kimg", 0.0))
-        if kimg + _EPS < self.next_kimg:
+        if not reached(kimg, self.next_kimg):
             return
-        self.next_kimg = (math.floor(kimg / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
+        self.next_kimg = next_multiple(kimg, self.every_n_kimg)
         figures = self.measure(trainer, pl_module)
         self.history.append({"kimg": kimg, **figures})
         pl_module.log_dict({f"overfit/{k}": v for k, v in figures.items() if math.isfinite(v)},

@@ -25,6 +25,7 @@ from PIL import Image
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_gan.callbacks._every import KIMG_EPS, next_multiple, reached
 from lightning_gan.errors import ConfigError
 from lightning_gan.ops.growth import upsample_to
 from lightning_gan.ops.truncation import check_threshold
@@ -32,7 +33,6 @@ from lightning_gan.utils.images import PALETTE, REAL_COLOR, PointSet, make_grid_
 
 __all__ = ["SampleGrid"]
 
-_EPS = 1e-9  # kimg comparisons: 0.1 * 3 must count as reaching 0.3
 
 
 class SampleGrid(Callback):
@@ -134,13 +134,13 @@ class SampleGrid(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         kimg = float(pl_module.kimg)
         # A resumed run continues after the last picture it wrote; a callback reused on a new run starts over.
-        base = self.last_kimg if self.last_kimg is not None and self.last_kimg <= kimg + _EPS else kimg
+        base = self.last_kimg if self.last_kimg is not None and self.last_kimg <= kimg + KIMG_EPS else kimg
         self._next_kimg = self._threshold_after(base)
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if pl_module.kimg + _EPS < self._next_kimg:
+        if not reached(float(pl_module.kimg), self._next_kimg):
             return
         kimg = float(pl_module.kimg)
         self._write(trainer, pl_module, kimg, [_kimg_name(kimg)])
@@ -150,7 +150,7 @@ class SampleGrid(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         kimg = float(pl_module.kimg)
         names = ["final.png"]
-        if self.last_kimg is None or abs(self.last_kimg - kimg) > _EPS:
+        if self.last_kimg is None or abs(self.last_kimg - kimg) > KIMG_EPS:
             names.insert(0, _kimg_name(kimg))
         self._write(trainer, pl_module, kimg, names)
 
@@ -222,7 +222,7 @@ class SampleGrid(Callback):
     def _threshold_after(self, kimg: float) -> float:
         if self.every_n_kimg is None:
             return math.inf
-        return (math.floor(kimg / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
+        return next_multiple(kimg, self.every_n_kimg)
 
     def _write(self, trainer: Trainer, pl_module: LightningModule, kimg: float, names: list[str]) -> None:
         self.last_kimg = kimg

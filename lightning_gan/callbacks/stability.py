@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lightning_gan.analysis.stability import layer_spectral_norms
+from lightning_gan.callbacks._every import next_multiple, reached
 
 __all__ = ["StabilityMonitor"]
 
@@ -80,9 +81,9 @@ class StabilityMonitor(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         kimg = float(getattr(pl_module, "kimg", 0.0))
-        if kimg + 1e-9 < self.next_kimg:
+        if not reached(kimg, self.next_kimg):
             return
-        self.next_kimg = (int(kimg / self.every_n_kimg) + 1) * self.every_n_kimg
+        self.next_kimg = next_multiple(kimg, self.every_n_kimg)
         real, real_c = pl_module._split_batch(batch)
         with torch.enable_grad():
             values = self.measure(trainer, pl_module, real, real_c)

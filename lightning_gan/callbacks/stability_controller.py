@@ -65,6 +65,7 @@ from typing_extensions import override
 
 from lightning_gan.analysis.hvp import GameEstimate, estimate_game
 from lightning_gan.analysis.stability import convergence_factor, lr_scale_for_target, min_damping_for_target
+from lightning_gan.callbacks._every import next_multiple, reached
 from lightning_gan.errors import ConfigError
 
 __all__ = ["StabilityController", "adam_preconditioner"]
@@ -372,14 +373,14 @@ class StabilityController(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         kimg = float(getattr(pl_module, "kimg", 0.0))
-        if kimg + 1e-9 < self.next_kimg:
+        if not reached(kimg, self.next_kimg):
             return
         real, real_c = pl_module._split_batch(batch)
         found = self.estimate(trainer, pl_module, real, real_c)
         if found is None:
             return  # the optimizers have not stepped yet: try again after the next batch
         estimate, lr_g, lr_d = found
-        self.next_kimg = (int(kimg / self.every_n_kimg) + 1) * self.every_n_kimg
+        self.next_kimg = next_multiple(kimg, self.every_n_kimg)
         self.count += 1
         self.u = estimate.u
         if not (math.isfinite(estimate.s_max) and math.isfinite(estimate.alpha)):

@@ -28,13 +28,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lightning_gan.callbacks._every import next_multiple, reached
 from lightning_gan.errors import ConfigError
 from lightning_gan.ops.truncation import check_threshold
 from lightning_gan.utils.standing_stats import data_class_shares, standing_statistics
 
 __all__ = ["StandingStatistics"]
-
-_EPS = 1e-9
 
 
 class StandingStatistics(Callback):
@@ -85,15 +84,15 @@ class StandingStatistics(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.every_n_kimg is not None:
             kimg = float(getattr(pl_module, "kimg", 0.0))
-            self._next_kimg = (math.floor(kimg / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
+            self._next_kimg = next_multiple(kimg, self.every_n_kimg)
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if pl_module.kimg + _EPS < self._next_kimg:
+        if not reached(float(pl_module.kimg), self._next_kimg):
             return
         self.apply(pl_module)
-        self._next_kimg = (math.floor(float(pl_module.kimg) / self.every_n_kimg + _EPS) + 1) * self.every_n_kimg
+        self._next_kimg = next_multiple(float(pl_module.kimg), self.every_n_kimg)
 
     @override
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
