@@ -227,7 +227,7 @@ def main() -> None:
           + (f"{args.num_samples} fresh shapes of the full distribution" if args.data == "shapes"
              else "all 1,797 digits"))
     print(f"{'seed':>4s} {'variant':12s} {key + ' over training':36s} {'final ' + key:>14s} "
-          + ("recognizable " if args.data == "shapes" else "") + f"{'rel. gap':>8s} {'ada p':>6s}")
+          + ("recognizable " if args.data == "shapes" else "") + f"{'rel. gap':>8s} {'max |gap|':>9s} {'ada p max, final':>16s}")
     for seed, name, run_dir in jobs:
         ckpt = run_dir / "last.ckpt"
         if not ckpt.is_file():
@@ -244,9 +244,11 @@ def main() -> None:
         summary = json.loads((run_dir / "log" / "version_0" / "metrics.json").read_text()) \
             if (run_dir / "log" / "version_0" / "metrics.json").is_file() else {}
         p = summary.get("augment/p", float("nan"))
+        p_max = max((v for _, v in curve(run_dir, "augment/p")), default=float("nan"))
+        abs_gap = max((abs(v) for _, v in curve(run_dir, "overfit/gap")), default=float("nan"))
         extra = f"{results.get('shapes/recognizable', float('nan')):12.2f} " if args.data == "shapes" else ""
         print(f"{seed:4d} {name:12s} {trace:36s} {results[key]:14.3g} {extra}"
-              f"{gaps[-1][1] if gaps else float('nan'):8.2f} {p:6.3f}")
+              f"{gaps[-1][1] if gaps else float('nan'):8.2f} {abs_gap:9.3f} {p_max:7.3f}, {p:.3f}")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,20 @@ discriminator (in eval mode, without gradient, without augmentation) on three fi
 
 and logs, under ``overfit/``, D's mean output on each (``d_train``, ``d_heldout``, ``d_fake``), the share each
 puts on its correct side of 0 (``acc_train``, ``acc_heldout``: D(x) > 0; ``acc_fake``: D(G(z)) < 0), the gap
-``gap = d_train - d_heldout`` and the scale-free overfitting heuristic ``r_v`` of the same paper (eq. 1),
+``gap = d_train - d_heldout``, the scale-free overfitting heuristic ``r_v`` of the same paper (eq. 1),
 
     ``relative_gap = (d_train - d_heldout) / (d_train - d_fake)``:
 
-0 when held-out reals look to D like training reals, 1 when they look like generated images. It means something
-only while D ranks training reals above fakes (``d_train > d_fake``); when it passes ``threshold`` (0.5 by default:
-held-out reals are judged closer to fakes than to the training set) with ``d_train > d_fake``, it warns once, on
-one line. The history is kept in the callback's state (checkpoints) and drawn as ``overfitting.png`` (D's
+0 when held-out reals look to D like training reals, 1 when they look like generated images, and how well D
+tells the training reals from the fakes,
+
+    ``separation = P(D(x_train) > D(G(z)))`` over all pairs of the two sets (ties count one half):
+
+0.5 when D cannot tell them apart, 1 when it ranks every training real above every fake. The ratio means
+something only while D separates the two: with D's outputs on reals and fakes a hair apart (it happens early, and
+whenever G catches up) it is noise divided by noise and can read 300% or -50%. So the monitor warns once, on one
+line, when ``relative_gap`` passes ``threshold`` (0.5 by default: held-out reals are judged closer to fakes than
+to the training set) *and* ``separation`` is at least ``min_separation`` (0.75 by default). The history is kept in the callback's state (checkpoints) and drawn as ``overfitting.png`` (D's
 outputs over kimg) in the run's log folder at the end of fit. Under DDP every process measures the same images
 with the same (synchronized) weights; rank 0 writes and warns.
 """
@@ -41,7 +47,7 @@ from typing_extensions import override
 from lightning_gan.callbacks._every import next_multiple, reached
 from lightning_gan.errors import ConfigError
 
-__all__ = ["OverfittingMonitor", "overfitting_figures"]
+__all__ = ["OverfittingMonitor", "overfitting_figures", "separation"]
 
 _EPS = 1e-9
 
@@ -56,7 +62,15 @@ def overfitting_figures(d_train: Tensor, d_heldout: Tensor, d_fake: Tensor) -> d
         "acc_fake": float((d_fake < 0).float().mean()),
         "gap": train - heldout,
         "relative_gap": (train - heldout) / spread if abs(spread) > _EPS else math.nan,
+        "separation": separation(d_train, d_fake),
     }
+
+
+def separation(higher: Tensor, lower: Tensor) -> float:
+    """``P(a > b)`` for ``a`` drawn from ``higher`` and ``b`` from ``lower`` (1-D tensors), ties counted one half: the
+    area under the ROC curve of a threshold on D's output (Mann-Whitney)."""
+    a, b = higher.double()[:, None], lower.double()[None, :]
+    return float(((a > b).double() + 0.5 * (a == b).double()).mean())
 
 
 def _fetch(dataset: Any, indices: list[int]) -> tuple[Tensor, Tensor | None]:
@@ -79,18 +93,23 @@ class OverfittingMonitor(Callback):
     Args:
         every_n_kimg: measure each time this many thousand images have been shown (and at the start).
         num_images: images in each of the three sets (the held-out set may be smaller).
-        threshold: warn when ``relative_gap`` exceeds it.
+        threshold: warn when ``relative_gap`` exceeds it (and D separates reals from fakes, ``min_separation``).
+        min_separation: the smallest ``separation`` (D's ranking of training reals above fakes, 0.5 to 1) at which
+            ``relative_gap`` is trusted.
         batch_size: images per discriminator forward pass.
         seed: seed of the training subset and the generator's latents.
     """
 
     def __init__(self, *, every_n_kimg: float = 5.0, num_images: int = 256, threshold: float = 0.5,
-                 batch_size: int = 64, seed: int = 0) -> None:
+                 min_separation: float = 0.75, batch_size: int = 64, seed: int = 0) -> None:
         super().__init__()
         if every_n_kimg <= 0:
             raise ValueError(f"every_n_kimg must be > 0, got {every_n_kimg}")
         if num_images < 2 or batch_size < 1:
             raise ValueError(f"num_images must be >= 2 and batch_size >= 1, got {num_images} and {batch_size}")
+        if not 0.5 <= min_separation <= 1:
+            raise ValueError(f"min_separation must be in [0.5, 1], got {min_separation}")
+        self.min_separation = float(min_separation)
         self.every_n_kimg, self.num_images, self.threshold = float(every_n_kimg), int(num_images), float(threshold)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.next_kimg = 0.0
@@ -180,8 +199,8 @@ class OverfittingMonitor(Callback):
         pl_module.log_dict({f"overfit/{k}": v for k, v in figures.items() if math.isfinite(v)},
                            on_step=True, on_epoch=False, batch_size=1)
         relative = figures["relative_gap"]
-        ranks_reals_first = figures["d_train"] > figures["d_fake"]
-        if not self.warned and ranks_reals_first and math.isfinite(relative) and relative > self.threshold:
+        separates = figures["d_train"] > figures["d_fake"] and figures["separation"] >= self.min_separation
+        if not self.warned and separates and math.isfinite(relative) and relative > self.threshold:
             self.warned = True
             rank_zero_warn(
                 f"D is memorizing the training images: at {kimg:.1f} kimg it scores held-out reals {relative:.0%} of "

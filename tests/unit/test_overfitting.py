@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from conftest import make_trainer  # tests/conftest.py
-from lightning_gan.callbacks.overfitting import OverfittingMonitor, overfitting_figures
+from lightning_gan.callbacks.overfitting import OverfittingMonitor, overfitting_figures, separation
 from lightning_gan.data.image_folder import ImageFolderDataModule
 from lightning_gan.data.shapes import ShapesDataModule
 from lightning_gan.data.toy2d import Toy2DDataModule
@@ -34,6 +34,30 @@ def test_figures_follow_their_definitions() -> None:
     assert f["gap"] == pytest.approx(5 / 3 + 0.5)
     assert f["relative_gap"] == pytest.approx((5 / 3 + 0.5) / (5 / 3 + 2.0))
     assert math.isnan(overfitting_figures(torch.ones(2), torch.ones(2), torch.ones(2))["relative_gap"])
+    # pairs (train, fake) with train > fake: 2 beats all 3, 4 all 3, -1 two of them (-3, -4): 8 of 9
+    assert f["separation"] == pytest.approx(8 / 9)
+    assert separation(torch.ones(2), torch.ones(3)) == 0.5  # ties count one half
+    assert separation(torch.tensor([1.0, 0.0]), torch.tensor([0.0, -1.0])) == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+
+
+def test_a_ratio_of_noise_is_not_called_memorizing() -> None:
+    """D's outputs on training reals and fakes a hair apart (0.044 vs 0.042 over a spread of +-1): relative_gap
+    reads 900% but D separates nothing (separation about 0.5), so the monitor does not warn; the same gap with
+    the sets 4 apart does."""
+    spread = torch.linspace(-1.0, 1.0, 201)
+    noise = overfitting_figures(spread + 0.0443, spread + 0.0443 - 0.018, spread + 0.0424)
+    assert noise["relative_gap"] == pytest.approx(0.018 / 0.0019, rel=1e-3) and abs(noise["separation"] - 0.5) < 0.01
+    real = overfitting_figures(spread + 2.0, spread + 2.0 - 3.0, spread - 2.0)
+    assert real["relative_gap"] == pytest.approx(0.75) and real["separation"] == 1.0
+    for figures, warns in ((noise, False), (real, True)):
+        monitor = OverfittingMonitor(every_n_kimg=1.0)
+        monitor.measure = lambda trainer, module, figures=figures: figures  # noqa: ARG005
+        module = SimpleNamespace(kimg=3.0, log_dict=lambda values, **kw: None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            monitor.on_train_batch_end(SimpleNamespace(), module, None, None, 0)
+        assert monitor.warned is warns
+        assert any("D is memorizing" in str(w.message) for w in caught) is warns
 
 
 class Memorizer(Discriminator):
