@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_gan import registry
-from lightning_gan.callbacks._every import KIMG_EPS, next_multiple, reached
+from lightning_gan.callbacks._periodic import KIMG_EPS, next_multiple, reached
 from lightning_gan.errors import ConfigError
 from lightning_gan.metrics.base import GeneratorMetric
 from lightning_gan.metrics.selection import headline, setup_metrics

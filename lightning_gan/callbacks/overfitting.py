@@ -44,7 +44,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_gan.callbacks._every import next_multiple, reached
+from lightning_gan.callbacks._periodic import log_measurement, next_multiple, reached
 from lightning_gan.errors import ConfigError
 
 __all__ = ["OverfittingMonitor", "overfitting_figures", "separation"]
@@ -196,8 +196,7 @@ class OverfittingMonitor(Callback):
         self.next_kimg = next_multiple(kimg, self.every_n_kimg)
         figures = self.measure(trainer, pl_module)
         self.history.append({"kimg": kimg, **figures})
-        pl_module.log_dict({f"overfit/{k}": v for k, v in figures.items() if math.isfinite(v)},
-                           on_step=True, on_epoch=False, batch_size=1)
+        log_measurement(trainer, pl_module, {f"overfit/{k}": v for k, v in figures.items() if math.isfinite(v)})
         relative = figures["relative_gap"]
         separates = figures["d_train"] > figures["d_fake"] and figures["separation"] >= self.min_separation
         if not self.warned and separates and math.isfinite(relative) and relative > self.threshold:

@@ -25,7 +25,7 @@ from PIL import Image
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_gan.callbacks._every import KIMG_EPS, next_multiple, reached
+from lightning_gan.callbacks._periodic import KIMG_EPS, next_multiple, reached
 from lightning_gan.errors import ConfigError
 from lightning_gan.ops.growth import upsample_to
 from lightning_gan.ops.truncation import check_threshold

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from lightning_gan.analysis.stability import layer_spectral_norms
-from lightning_gan.callbacks._every import next_multiple, reached
+from lightning_gan.callbacks._periodic import log_measurement, next_multiple, reached
 
 __all__ = ["StabilityMonitor"]
 
@@ -88,7 +88,7 @@ class StabilityMonitor(Callback):
         with torch.enable_grad():
             values = self.measure(trainer, pl_module, real, real_c)
         self.last = values
-        pl_module.log_dict({f"stability/{k}": v for k, v in values.items()}, on_step=True, on_epoch=False, batch_size=1)
+        log_measurement(trainer, pl_module, {f"stability/{k}": v for k, v in values.items()})
         for net in ("D", "G"):
             r = values.get(f"r/{net}")
             if r is not None and r >= 1 and net not in self.warned:

@@ -65,7 +65,7 @@ from typing_extensions import override
 
 from lightning_gan.analysis.hvp import GameEstimate, estimate_game
 from lightning_gan.analysis.stability import convergence_factor, lr_scale_for_target, min_damping_for_target
-from lightning_gan.callbacks._every import next_multiple, reached
+from lightning_gan.callbacks._periodic import log_measurement, next_multiple, reached
 from lightning_gan.errors import ConfigError
 
 __all__ = ["StabilityController", "adam_preconditioner"]
@@ -393,9 +393,8 @@ class StabilityController(Callback):
         bar = {"stability/r": values["r"]}
         knob = "gamma" if self.mode == "r1" else "lr_scale"
         bar[f"stability/{knob}"] = values[knob]
-        pl_module.log_dict(bar, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        pl_module.log_dict({f"stability/{k}": v for k, v in values.items() if f"stability/{k}" not in bar},
-                           on_step=True, on_epoch=False, batch_size=1)
+        log_measurement(trainer, pl_module, bar, prog_bar=True)
+        log_measurement(trainer, pl_module, {f"stability/{k}": v for k, v in values.items() if f"stability/{k}" not in bar})
 
 
 def _r1_unit(inputs: Any) -> Tensor:

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from lightning_gan.callbacks._every import next_multiple, reached
+from lightning_gan.callbacks._periodic import next_multiple, reached
 from lightning_gan.errors import ConfigError
 from lightning_gan.ops.truncation import check_threshold
 from lightning_gan.utils.standing_stats import data_class_shares, standing_statistics

@@ -83,6 +83,7 @@ class Brightness(Discriminator):
 
 
 def _stubs(datamodule, discriminator):  # noqa: ANN001, ANN202
+    torch.manual_seed(0)  # the generator's initial weights, whatever tests ran before in this process
     generator = TinyGrowableArchitecture(resolutions=(4, 8), width=4, channels=3).build().generator
     logged: dict[str, float] = {}
     module = SimpleNamespace(generator=generator, discriminator=discriminator, device=torch.device("cpu"), kimg=0.0,
@@ -165,5 +166,11 @@ def test_a_fit_logs_the_figures_and_draws_the_curves(tmp_path) -> None:
     trainer.fit(module, ShapesDataModule(resolution=8, num_samples=200, holdout=16, batch_size=20))
     assert [round(h["kimg"], 2) for h in monitor.history] == [0.02, 0.1, 0.2, 0.3]
     assert {"overfit/d_train", "overfit/relative_gap"} <= set(trainer.callback_metrics)
+    # every measurement reaches the logger at its own step (iterations 0, 4, 9, 14; the Trainer logs every 50th)
+    import csv
+
+    rows = [r for r in csv.DictReader(open(trainer.logger.log_dir + "/metrics.csv")) if r.get("overfit/d_train")]
+    assert [float(r["overfit/d_train"]) for r in rows] == pytest.approx([h["d_train"] for h in monitor.history])
+    assert [int(r["step"]) for r in rows] == sorted({int(r["step"]) for r in rows})
     assert monitor.plot_path is not None and monitor.plot_path.is_file()
     assert Image.open(monitor.plot_path).size[0] > 100

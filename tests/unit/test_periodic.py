@@ -1,8 +1,8 @@
-"""The "every N kimg" schedule of the periodic callbacks (``lightning_gan.callbacks._every``)."""
+"""The "every N kimg" schedule of the periodic callbacks (``lightning_gan.callbacks._periodic``)."""
 
 import pytest
 
-from lightning_gan.callbacks._every import next_multiple, reached
+from lightning_gan.callbacks._periodic import next_multiple, reached
 
 
 @pytest.mark.parametrize(("kimg", "every", "expected"), [
