@@ -239,7 +239,7 @@ def cmd_lr(args: argparse.Namespace) -> None:
         print(f"best fixed learning rate: x{best['factor']:g} (seed {best['seed']}): {fmt(best['end']).strip()}")
     path = IMAGES / f"stability-claims-lr-{args.recipe}.png"
     line_plot(series, path, "log10(learning rate / recipe's)", "mean final modes captured" if toy else "shapes FD",
-              f"{args.recipe}: {args.kimg:g} kimg per run, {len(args.seeds)} seeds")
+              f"{args.recipe}: {args.kimg:g} kimg per run, {len(args.seeds)} seed{'s' if len(args.seeds) != 1 else ''}")
     print(f"wrote {path}")
 
 

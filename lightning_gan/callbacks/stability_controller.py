@@ -29,7 +29,10 @@ Adam (``adam``): its step ``lr * m / (sqrt(v) + eps)`` enters r in one of two wa
   preconditioned game ``P^(1/2) A P^(1/2)``, in which the plain lr is the step. Exact for a frozen P, but
   early in training coordinates with tiny gradients make P, and r, huge (quickstart: r = 90 at its first estimate,
   2-190 over the first 30 kimg, 0.4-0.7 after), although the run is stable: Adam's per-coordinate step is
-  bounded by about lr, and v grows as soon as a coordinate oscillates, which a frozen P does not model.
+  bounded by about lr, and v grows as soon as a coordinate oscillates, which a frozen P does not model. On
+  dcgan-shapes32 it cut the learning rates to 2-5% at every rate swept and stalled the runs (smaller steps
+  shrink v, which raises P and the next estimate of r); on quickstart it rescued learning rates 10-30 times the
+  recipe's (docs/diagnostics.md, "Learning-rate tolerance").
 
 Momentum (beta1 > 0) is modelled by neither. Weight decay adds ``wd * P`` (L2 in the gradient) or ``wd``
 (AdamW, decoupled) to the curvature; param groups with another lr than the first group's enter P in
