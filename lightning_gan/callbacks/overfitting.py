@@ -26,8 +26,9 @@ tells the training reals from the fakes,
 something only while D separates the two: with D's outputs on reals and fakes a hair apart (it happens early, and
 whenever G catches up) it is noise divided by noise and can read 300% or -50%. So the monitor warns once, on one
 line, when ``relative_gap`` passes ``threshold`` (0.5 by default: held-out reals are judged closer to fakes than
-to the training set) *and* ``separation`` is at least ``min_separation`` (0.75 by default). The history is kept in the callback's state (checkpoints) and drawn as ``overfitting.png`` (D's
-outputs over kimg) in the run's log folder at the end of fit. Under DDP every process measures the same images
+to the training set) *and* ``separation`` is at least ``min_separation`` (0.75 by default). The history is kept
+in the callback's state (checkpoints) and drawn as ``overfitting.png`` (D's outputs over kimg) in the run's log
+folder at the end of fit. Under DDP every process measures the same images
 with the same (synchronized) weights; rank 0 writes and warns.
 """
 

@@ -34,7 +34,6 @@ from lightning_gan.utils.images import PALETTE, REAL_COLOR, PointSet, make_grid_
 __all__ = ["SampleGrid"]
 
 
-
 class SampleGrid(Callback):
     """Writes a picture of generator samples every ``every_n_kimg`` thousand images and at the end of fit.
 
