@@ -31,7 +31,6 @@ import functools
 import importlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,8 @@ from PIL import Image
 
 from lightning_gan import registry
 from lightning_gan.utils.images import make_grid_image
+
+from _workers import run_workers  # benchmarks/_workers.py (the script's folder is on sys.path)
 
 VARIANTS = ("grow", "fixed")
 METRIC_KEYS = ("shapes/recognizable", "shapes/coverage", "shapes/fd", "shapes/reverse_kl")
@@ -197,24 +198,10 @@ def main() -> None:
         return
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    queue, running, failed = list(args.variants), {}, []
-    while queue or running:
-        while queue and len(running) < args.parallel:
-            name = queue.pop(0)
-            log = (args.out / f"{name}.log").open("w")
-            cmd = [sys.executable, __file__, "--worker", name, "--recipe", args.recipe, "--cpu-seconds",
-                   str(args.cpu_seconds), "--num-samples", str(args.num_samples), "--seed", str(args.seed),
-                   "--out", str(args.out)]
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-            print(f"started {name} (log: {args.out / (name + '.log')})", flush=True)
-        time.sleep(1)
-        for name, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                del running[name]
-                print(f"finished {name}: exit {proc.returncode}", flush=True)
-                if proc.returncode:
-                    failed.append(name)
+    commands = {name: [sys.executable, __file__, "--worker", name, "--recipe", args.recipe, "--cpu-seconds",
+                       str(args.cpu_seconds), "--num-samples", str(args.num_samples), "--seed", str(args.seed),
+                       "--out", str(args.out)] for name in args.variants}
+    failed = run_workers(commands, parallel=args.parallel, env=env, log_dir=args.out, echo_log=True)
     done = [n for n in args.variants if n not in failed]
     results = [json.loads((args.out / f"{n}.json").read_text()) for n in done]
     if results:

@@ -35,7 +35,6 @@ import functools
 import importlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,8 @@ from lightning_gan import registry
 from lightning_gan.interfaces import PenaltyInputs, growth_gaps
 from lightning_gan.ops.growth import upsample_to
 from lightning_gan.utils.images import make_grid_image
+
+from _workers import run_workers  # benchmarks/_workers.py (the script's folder is on sys.path)
 
 RESOLUTION = 64
 VARIANTS = {  # name: (recipe the settings come from, grows)
@@ -246,24 +247,11 @@ def main() -> None:
         return
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
-    queue, running, failed = list(args.variants), {}, []
-    while queue or running:
-        while queue and len(running) < args.parallel:
-            name = queue.pop(0)
-            log = (args.out / f"{name}.log").open("w")
-            cmd = [sys.executable, __file__, "--worker", name, "--seconds", str(args.seconds), "--grow-share",
-                   str(args.grow_share), "--batch-size", str(args.batch_size), "--num-samples", str(args.num_samples),
-                   "--threads", str(args.threads), "--seed", str(args.seed), "--out", str(args.out)]
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-            print(f"started {name}", flush=True)
-        time.sleep(1)
-        for name, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                del running[name]
-                print(f"finished {name}: exit {proc.returncode}", flush=True)
-                if proc.returncode:
-                    failed.append(name)
+    commands = {name: [sys.executable, __file__, "--worker", name, "--seconds", str(args.seconds), "--grow-share",
+                       str(args.grow_share), "--batch-size", str(args.batch_size), "--num-samples",
+                       str(args.num_samples), "--threads", str(args.threads), "--seed", str(args.seed), "--out",
+                       str(args.out)] for name in args.variants}
+    failed = run_workers(commands, parallel=args.parallel, env=env, log_dir=args.out)
     results = [json.loads((args.out / f"{n}.json").read_text()) for n in args.variants if n not in failed]
     if results:
         print_table(results)

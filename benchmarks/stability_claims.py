@@ -324,6 +324,16 @@ def _image_recipe(architecture: dict[str, Any], *, loss: Any, regularizers: list
 ARCH_LR = 0.0025  # stylegan2-shapes32's learning rate
 
 
+def _probed_run(cfg: dict[str, Any], job: dict[str, Any], callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` for ``job["kimg"]`` with the estimates probe (every ``job["every"]`` kimg), and return the job
+    with the probe's rows. ``callbacks`` replace the recipe's own (None: keep them)."""
+    module, data, recipe_callbacks = build(cfg, seed=job["seed"], num_samples=4000)
+    module.total_kimg = job["kimg"]
+    probe = _Estimates(job["every"], 16, job["iterations"], with_r1=True)
+    _trainer([*(recipe_callbacks if callbacks is None else callbacks), probe]).fit(module, data)
+    return {**job, "rows": probe.rows}
+
+
 def arch_run(job: dict[str, Any]) -> dict[str, Any]:
     """One StyleGAN2 pair: estimates at init and every ``every`` kimg over ``kimg`` of training."""
     arch = {"class_path": "stylegan2", "init_args": {
@@ -332,11 +342,7 @@ def arch_run(job: dict[str, Any]) -> dict[str, Any]:
         "d_architecture": job["arch"], "synthesis_input": "linear", "noise_strength": "channel"}}
     cfg = _image_recipe(arch, loss="non_saturating", lr=ARCH_LR, batch=16, resolution=32,
                         regularizers=[{"class_path": "r1", "init_args": {"gamma": 0.05, "interval": 16}}])
-    module, data, callbacks = build(cfg, seed=job["seed"], num_samples=4000)
-    module.total_kimg = job["kimg"]
-    probe = _Estimates(job["every"], 16, job["iterations"], with_r1=True)
-    _trainer([*callbacks, probe]).fit(module, data)
-    return {**job, "rows": probe.rows}
+    return _probed_run(cfg, job)
 
 
 def cmd_arch(args: argparse.Namespace) -> None:
@@ -383,11 +389,7 @@ def grow_run(job: dict[str, Any]) -> dict[str, Any]:
         callbacks.append(ProgressiveGrowing(schedule=schedule))
     cfg = _image_recipe(arch, loss={"class_path": "wasserstein", "init_args": {"drift": 0.001}}, lr=0.001, batch=32,
                         resolution=32, regularizers=[{"class_path": "gradient_penalty", "init_args": {"weight": 10.0}}])
-    module, data, _ = build(cfg, seed=job["seed"], num_samples=4000)
-    module.total_kimg = job["kimg"]
-    probe = _Estimates(job["every"], 16, job["iterations"], with_r1=True)
-    _trainer([*callbacks, probe]).fit(module, data)
-    return {**job, "rows": probe.rows}
+    return _probed_run(cfg, job, callbacks)
 
 
 def cmd_grow(args: argparse.Namespace) -> None:
